@@ -1,0 +1,125 @@
+"""The one error family of tfcheckpointer.
+
+Every error the package raises on purpose is a `TfCheckpointerError`, so a
+caller (or the CLI) can catch the family and show one clear message instead of
+a traceback. Subclasses carry structured fields and format them in `__str__`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class TfCheckpointerError(Exception):
+    """Base class of every error tfcheckpointer raises deliberately."""
+
+
+class ConfigError(TfCheckpointerError, ValueError):
+    """A configuration value, key or file is not acceptable.
+
+    Attributes:
+        message: What is wrong and what was expected.
+        file: The config file's path, or a label such as `<arguments>`.
+        key: The dotted key, e.g. `checkpoint.every_n_steps`.
+        line: 1-based line in `file` where the problem is, when known.
+        hint: What to do about it, e.g. a "did you mean" suggestion.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+    ):
+        self.message = message
+        self.file = file
+        self.key = key
+        self.line = line
+        self.hint = hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file or "<config>"
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        text = f"{where}: "
+        if self.key:
+            text += f"{self.key}: "
+        text += self.message
+        if self.hint:
+            text += f" HINT: {self.hint}"
+        return text
+
+
+class BackendError(TfCheckpointerError, RuntimeError):
+    """Keras runs on a backend other than TensorFlow."""
+
+
+class CheckpointError(TfCheckpointerError, RuntimeError):
+    """A checkpoint could not be written, found or read."""
+
+
+class KeyCollisionError(CheckpointError):
+    """Two variables would be saved under the same checkpoint key."""
+
+    def __init__(self, collisions: dict[str, Sequence[str]]):
+        self.collisions = {key: list(paths) for key, paths in collisions.items()}
+        lines = [
+            f"  {key!r} <- {', '.join(paths)}" for key, paths in sorted(self.collisions.items())
+        ]
+        super().__init__(
+            "Two or more variables map to the same checkpoint key:\n"
+            + "\n".join(lines)
+            + "\nHINT: give the layers distinct `name=` arguments."
+        )
+
+
+class RestoreMismatchError(CheckpointError):
+    """A checkpoint's variables do not match the model's."""
+
+    def __init__(
+        self,
+        checkpoint: str,
+        *,
+        missing: Sequence[str] = (),
+        unexpected: Sequence[str] = (),
+        mismatched: dict[str, tuple[Sequence[int], Sequence[int]]] | None = None,
+    ):
+        self.checkpoint = checkpoint
+        self.missing = sorted(missing)
+        self.unexpected = sorted(unexpected)
+        self.mismatched = dict(sorted((mismatched or {}).items()))
+        parts = [f"Checkpoint {checkpoint} does not match the model."]
+        if self.missing:
+            parts.append("Missing from the checkpoint: " + ", ".join(self.missing))
+        if self.unexpected:
+            parts.append("Not in the model: " + ", ".join(self.unexpected))
+        for key, (model_shape, ckpt_shape) in self.mismatched.items():
+            parts.append(
+                f"Shape of {key}: model {list(model_shape)}, checkpoint {list(ckpt_shape)}"
+            )
+        parts.append(
+            "HINT: restore a checkpoint of this model, or set `checkpoint.restore: none` "
+            "(or another directory) to start fresh."
+        )
+        super().__init__("\n".join(parts))
+
+
+class FreezeError(TfCheckpointerError, RuntimeError):
+    """A model could not be frozen into a self-contained GraphDef."""
+
+
+class VerificationError(FreezeError):
+    """A frozen graph's outputs differ from the live model's."""
+
+    def __init__(self, output: str, max_abs_diff: float, tolerance: float):
+        self.output = output
+        self.max_abs_diff = max_abs_diff
+        self.tolerance = tolerance
+        super().__init__(
+            f"Frozen graph output {output!r} differs from the live model by up to "
+            f"{max_abs_diff:.3g} (tolerance {tolerance:g}); nothing was published."
+        )
