@@ -1,0 +1,116 @@
+"""When to save and what to keep: pure decisions over step numbers and times.
+
+Nothing here touches TensorFlow or the disk, so the rules are tested with
+plain numbers. The manager asks these objects and does the I/O itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Protocol
+
+SECONDS_PER_HOUR = 3600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LastSave:
+    """The newest checkpoint's step and the time it was written (or the run began)."""
+
+    step: int
+    time: float
+
+
+class SavePolicy(Protocol):
+    def should_save(self, step: int, now: float, last: LastSave) -> bool:
+        """Whether a checkpoint is due at optimizer step `step`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StepIntervalPolicy:
+    """Due at the multiples of `every_n_steps` of the global step.
+
+    A multiple passed over inside an execution block (`steps_per_execution`)
+    is saved at the first step reported at or past it, so the cadence does not
+    depend on where a run was restarted.
+    """
+
+    every_n_steps: int
+
+    def should_save(self, step: int, now: float, last: LastSave) -> bool:
+        return step // self.every_n_steps > last.step // self.every_n_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeIntervalPolicy:
+    """Due once `every_n_seconds` have passed since the last save and the step moved."""
+
+    every_n_seconds: float
+
+    def should_save(self, step: int, now: float, last: LastSave) -> bool:
+        return step > last.step and now - last.time >= self.every_n_seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class AnySavePolicy:
+    """Due when any of `policies` is due."""
+
+    policies: tuple[SavePolicy, ...]
+
+    def should_save(self, step: int, now: float, last: LastSave) -> bool:
+        return any(policy.should_save(step, now, last) for policy in self.policies)
+
+
+def save_policy(
+    *, every_n_steps: int | None = None, every_n_seconds: float | None = None
+) -> SavePolicy:
+    """The policy for the configured triggers (at least one must be given)."""
+    policies: list[SavePolicy] = []
+    if every_n_steps is not None:
+        policies.append(StepIntervalPolicy(every_n_steps))
+    if every_n_seconds is not None:
+        policies.append(TimeIntervalPolicy(every_n_seconds))
+    if not policies:
+        raise ValueError("Give every_n_steps or every_n_seconds (or both).")
+    return policies[0] if len(policies) == 1 else AnySavePolicy(tuple(policies))
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint on disk: its step and when it was written (seconds since the epoch)."""
+
+    step: int
+    timestamp: float
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionPolicy:
+    """Which checkpoints to delete, whichever run wrote them.
+
+    The newest `max_to_keep` are kept (all of them when it is None). Of the
+    older ones, with `keep_checkpoint_every_n_hours` set, the oldest is kept and
+    then each first one written at least that many hours after the last kept.
+    The choice depends only on what is on disk, so a restarted run makes the
+    same choice as the run that wrote the files, and deleting never changes
+    which of the survivors are kept.
+    """
+
+    max_to_keep: int | None = None
+    keep_checkpoint_every_n_hours: float | None = None
+
+    def to_delete(self, checkpoints: Sequence[CheckpointInfo]) -> list[CheckpointInfo]:
+        ordered = sorted(checkpoints, key=lambda c: c.step)
+        if self.max_to_keep is None or len(ordered) <= self.max_to_keep:
+            return []
+        older = ordered[: len(ordered) - self.max_to_keep]
+        if self.keep_checkpoint_every_n_hours is None:
+            return older
+        interval = self.keep_checkpoint_every_n_hours * SECONDS_PER_HOUR
+        doomed = []
+        last_kept: float | None = None
+        for checkpoint in older:
+            if last_kept is None or checkpoint.timestamp >= last_kept + interval:
+                last_kept = checkpoint.timestamp
+            else:
+                doomed.append(checkpoint)
+        return doomed
