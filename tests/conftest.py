@@ -1,0 +1,42 @@
+"""Shared fixtures: quiet TensorFlow and the tiniest models that show each behaviour."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def data() -> tuple[np.ndarray, np.ndarray]:
+    """64 rows of 4 features and a scalar target."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 4)).astype("float32")
+    return x, (x.sum(axis=1, keepdims=True) > 0).astype("float32")
+
+
+def mlp(*, steps_per_execution: int = 1, seed: int = 1):
+    """A compiled 4 -> 8 -> 1 MLP with batch norm and dropout."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.Input((4,), name="features"),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dropout(0.1),
+            keras.layers.Dense(1),
+        ]
+    )
+    model.compile("adam", "mse", steps_per_execution=steps_per_execution)
+    return model
+
+
+@pytest.fixture
+def make_mlp():
+    return mlp
