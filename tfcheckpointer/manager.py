@@ -93,6 +93,7 @@ class CheckpointManager:
         self.writer.restore(prefix, {k: v for k, v in self._variables.items() if k in present})
         self.last_save = LastSave(step=step, time=self._clock())
         self.last_checkpoint = prefix
+        logger.info("Restored checkpoint step=%d path=%s", step, prefix)
         self._say(f"Restored {prefix} (step {step}).")
         return step
 

@@ -1,0 +1,5 @@
+import sys
+
+from tfcheckpointer.cli import main
+
+sys.exit(main())
