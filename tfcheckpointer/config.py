@@ -47,6 +47,13 @@ class CheckpointConfig:
     include_optimizer: bool = True
     restore: str = "latest"
     save_at_train_end: bool = True
+    async_save: bool = False
+    on_error: str = "raise"
+    max_total_bytes: int | None = None
+    save_on_signals: tuple[str, ...] = ("SIGTERM", "SIGINT")
+    lock: bool = True
+    save_meta_graph: bool = True
+    save_graph_def: str | None = "pbtxt"
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,7 @@ class FreezeConfig:
     verify_tolerance: float = 1e-5
     verify_batch_size: int = 4
     at_train_end: bool = True
+    optimize: bool = False
 
 
 @dataclass(frozen=True)
@@ -295,6 +303,8 @@ _FACTORY_REFERENCE = re.compile(rf"{_DOTTED_NAME}:{_DOTTED_NAME}")
 _OVERRIDE_EXAMPLE = "e.g. --set checkpoint.every_n_steps=100"
 _RESTORE_MODES = ("latest", "none")
 _FROZEN_GRAPH_SUFFIXES = (".pb", ".pbtxt")
+_SIGNALS = ("SIGTERM", "SIGINT")
+_GRAPH_DEF_FORMATS = ("pbtxt", "pb")
 
 
 @dataclass(frozen=True)
@@ -463,6 +473,23 @@ def _node_names(context: _Context, key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _signal_names(context: _Context, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise context.expected(key, "a list of signal names (SIGTERM, SIGINT)", value)
+    for index, name in enumerate(value):
+        if name not in _SIGNALS:
+            raise context.expected(f"{key}[{index}]", "'SIGTERM' or 'SIGINT'", name)
+    return tuple(dict.fromkeys(value))
+
+
+def _graph_def_format(context: _Context, key: str, value: Any) -> str | None:
+    if value is False or value is None:
+        return None
+    if value in _GRAPH_DEF_FORMATS:
+        return value
+    raise context.expected(key, "'pbtxt', 'pb' or false", value)
+
+
 def _factory_reference(context: _Context, key: str, value: Any) -> str:
     if not isinstance(value, str) or not _FACTORY_REFERENCE.fullmatch(value):
         raise context.expected(key, "'package.module:function'", value)
@@ -512,6 +539,13 @@ def _suggest(name: str, allowed: Mapping[str, Any]) -> str:
 
 def _checkpoint(context: _Context, prefix: str, data: Any) -> CheckpointConfig:
     values = _parse_fields(context, prefix, data, _CHECKPOINT_FIELDS, required=("directory",))
+    # `async` is the YAML key; Python cannot take it as a keyword, so `async_save` is its twin.
+    if "async" in values:
+        if "async_save" in values:
+            raise context.error(
+                _join(prefix, "async_save"), "give one of 'async' and 'async_save', not both"
+            )
+        values["async_save"] = values.pop("async")
     if values.get("every_n_steps") is None and values.get("every_n_seconds") is None:
         raise context.error(
             prefix,
@@ -555,6 +589,14 @@ _CHECKPOINT_FIELDS: dict[str, Check] = {
     "include_optimizer": _boolean,
     "restore": _restore,
     "save_at_train_end": _boolean,
+    "async": _boolean,
+    "async_save": _boolean,
+    "on_error": _choice("raise", "warn"),
+    "max_total_bytes": _or_null(_integer(1)),
+    "save_on_signals": _signal_names,
+    "lock": _boolean,
+    "save_meta_graph": _boolean,
+    "save_graph_def": _graph_def_format,
 }
 _FREEZE_FIELDS: dict[str, Check] = {
     "output": _frozen_graph_path,
@@ -564,6 +606,7 @@ _FREEZE_FIELDS: dict[str, Check] = {
     "verify_tolerance": _number(">= 0", lambda x: x >= 0),
     "verify_batch_size": _integer(1),
     "at_train_end": _boolean,
+    "optimize": _boolean,
 }
 _FACTORY_FIELDS: dict[str, Check] = {"factory": _factory_reference, "kwargs": _kwargs}
 # Passed to keras `Model.fit` as keyword arguments.
