@@ -190,7 +190,7 @@ def test_time_trigger_saves_when_the_interval_has_passed(tmp_path):
     now = [1000.0]
     config = CheckpointConfig(directory=str(tmp_path), every_n_seconds=60, max_to_keep=None)
     manager = CheckpointManager(config, clock=lambda: now[0])
-    manager.attach(checkpoint_variables(model, include_optimizer=True), step=0)
+    manager.start(checkpoint_variables(model, include_optimizer=True), step=0)
     assert manager.on_step(1) is None
     now[0] += 61
     assert manager.on_step(2).step == 2

@@ -99,7 +99,7 @@ def test_example_job_trains_checkpoints_freezes_and_resumes(tmp_path):
 
     # The frozen graph, run by plain TF1 code, equals the trained model (restored from its checkpoint).
     model = build_model()
-    restore = CheckpointCallback(directory=str(checkpoints), every_n_steps=50)
+    restore = CheckpointCallback(directory=str(checkpoints), every_n_steps=50, lock=False)
     restore.set_model(model)
     restore.on_train_begin()
     images = load_data()["validation_data"][0][:16]

@@ -98,3 +98,17 @@ def test_retention_is_stable_when_rerun_on_the_survivors():
         on_disk = [c for c in on_disk if c.step not in doomed]
     assert [c.step for c in on_disk] == [0, 4, 8, 10, 11]
     assert policy.to_delete(on_disk) == []
+
+
+def test_total_bytes_cap_drops_the_oldest_and_keeps_the_newest():
+    found = [CheckpointInfo(step, float(step), 40) for step in (1, 2, 3, 4)]
+    doomed = RetentionPolicy(max_total_bytes=100).to_delete(found)
+    assert [c.step for c in doomed] == [1, 2]
+    only_newest = RetentionPolicy(max_total_bytes=10).to_delete(found)
+    assert [c.step for c in only_newest] == [1, 2, 3]
+
+
+def test_total_bytes_cap_applies_after_the_count():
+    found = [CheckpointInfo(step, float(step), 40) for step in (1, 2, 3, 4)]
+    doomed = RetentionPolicy(max_to_keep=3, max_total_bytes=100).to_delete(found)
+    assert [c.step for c in doomed] == [1, 2]

@@ -131,7 +131,7 @@ class CheckpointCallback(keras.callbacks.Callback):
         variables = checkpoint_variables(
             self.model, include_optimizer=self.checkpoint_config.include_optimizer
         )
-        self.manager.attach(variables, step=self.step)
+        self.manager.start(variables, step=self.step)
         if not self._restored_once:
             self._restored_once = True
             self.manager.restore(current_step=self.step)

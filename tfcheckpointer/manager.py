@@ -1,9 +1,10 @@
 """The checkpoint manager: owns the step, the policies and the writer.
 
-Adapters (the Keras callback, later a TF1 session hook) turn their hooks into
-calls on this object; it asks the save policy, writes through the
-`CheckpointWriter`, then applies retention to every checkpoint in the
-directory, including those left by earlier runs.
+Adapters (the Keras callback, a TF1 session hook) turn their hooks into
+calls on this object: `start`, `restore`, `on_step`, `on_end`. It asks the
+save policy, takes a snapshot, writes it (in the background with
+`async`), publishes it atomically, then applies retention to every
+checkpoint in the directory, including those left by earlier runs.
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ from typing import Any
 import tensorflow as tf
 
 from tfcheckpointer import naming
+from tfcheckpointer.background import BackgroundWriter
 from tfcheckpointer.config import CheckpointConfig
-from tfcheckpointer.errors import CheckpointError
+from tfcheckpointer.errors import CheckpointError, RestoreMismatchError
+from tfcheckpointer.lock import DirectoryLock
 from tfcheckpointer.policy import LastSave, RetentionPolicy, save_policy
+from tfcheckpointer.preemption import SignalCatcher
 from tfcheckpointer.writer import (
     CheckpointWriter,
     SavedCheckpoint,
+    Snapshot,
     check_compatible,
     checkpoint_shapes,
+    is_local,
 )
 
 logger = logging.getLogger("tfcheckpointer")
@@ -33,7 +39,7 @@ RESTORE_NONE = "none"
 
 
 class CheckpointManager:
-    """Saves `variables` on the configured cadence and restores them on resume.
+    """Saves variables on the configured cadence and restores them on resume.
 
     Args:
         config: The `checkpoint:` section.
@@ -55,33 +61,205 @@ class CheckpointManager:
             every_n_steps=config.every_n_steps, every_n_seconds=config.every_n_seconds
         )
         self.retention = RetentionPolicy(
-            config.max_to_keep, config.keep_checkpoint_every_n_hours
+            config.max_to_keep, config.keep_checkpoint_every_n_hours, config.max_total_bytes
         )
         self._clock = clock
         self._announce = announce
         self._variables: Mapping[str, Any] = {}
+        self._extra_files: Mapping[str, bytes] = {}
+        self._background = BackgroundWriter() if config.async_save else None
+        self._lock = DirectoryLock(config.directory) if config.lock and is_local(config.directory) else None
+        self._signals = SignalCatcher(config.save_on_signals)
         self.last_save = LastSave(step=0, time=clock())
         self.last_checkpoint: str | None = None
 
-    def attach(self, variables: Mapping[str, Any], *, step: int) -> None:
-        """Bind the variables to save; `step` is the global step they are at now."""
+    # --- Lifecycle ------------------------------------------------------------
+
+    def start(
+        self,
+        variables: Mapping[str, Any],
+        *,
+        step: int,
+        extra_files: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Lock the directory, clear a crashed run's leftovers and bind the variables.
+
+        `step` is the global step the variables are at now; `extra_files`
+        maps suffixes (`.meta`) to bytes written beside every checkpoint.
+        """
+        if self._lock is not None:
+            self._lock.acquire()
+        for name in self.writer.remove_stale_temp_files():
+            logger.warning("Removed %s/%s, left by an interrupted save.", self.writer.directory, name)
         self._variables = variables
+        self._extra_files = dict(extra_files or {})
         self.writer.bind(variables)
         self.last_save = LastSave(step=step, time=self._clock())
+        self._signals.install()
+
+    def on_step(self, step: int) -> SavedCheckpoint | None:
+        """Save if a checkpoint is due at `step`, or if a stop signal came."""
+        if self._signals.received is not None:
+            self._stop_for_signal(step)
+        if self.save_policy.should_save(step, self._clock(), self.last_save):
+            return self.save(step)
+        return None
+
+    def on_end(self, step: int) -> SavedCheckpoint | None:
+        """Save the final step unless it is saved already, and wait for every write."""
+        if self._signals.received is not None:
+            self._stop_for_signal(step)
+        saved = None
+        if self.config.save_at_train_end and step > self.last_save.step:
+            saved = self.save(step)
+        self.close()
+        return saved
+
+    def close(self) -> None:
+        """Wait for the write in flight, then let go of the directory and the signals."""
+        try:
+            self.wait()
+        finally:
+            self._signals.uninstall()
+            if self._lock is not None:
+                self._lock.release()
+
+    def _stop_for_signal(self, step: int) -> None:
+        logger.warning("Stopping at step %d on %s.", step, self._signals.received.name)
+        if step > self.last_save.step:
+            self.save(step)
+        self.close()
+        self._signals.resume_signal()
+
+    # --- Saving -----------------------------------------------------------------
+
+    def save(self, step: int) -> SavedCheckpoint | None:
+        """Checkpoint the variables as they are now.
+
+        Synchronously, return what was written. With `async`, wait for the
+        previous write, take the snapshot here and write it in the background
+        (returning None); a background failure surfaces on the next save or
+        at the end, under `on_error`.
+        """
+        snapshot = self.writer.snapshot()
+        self.last_save = LastSave(step=step, time=self._clock())
+        if self._background is None:
+            try:
+                return self._publish(step, snapshot)
+            except CheckpointError as error:
+                self._failed(error)
+                return None
+        self.wait()
+        self._background.submit(lambda: self._publish(step, snapshot))
+        return None
+
+    def wait(self) -> None:
+        """Block until a background write ends; apply `on_error` to its failure."""
+        if self._background is not None:
+            error = self._background.wait()
+            if error is not None:
+                self._failed(error)
+
+    def _failed(self, error: BaseException) -> None:
+        if self.config.on_error == "warn" and isinstance(error, CheckpointError):
+            logger.warning("%s -- training goes on (checkpoint.on_error: warn).", error)
+            return
+        raise error
+
+    def _publish(self, step: int, snapshot: Snapshot) -> SavedCheckpoint:
+        """Write, publish, point the state file at it, then prune."""
+        extra_bytes = sum(len(data) for data in self._extra_files.values())
+        self.writer.check_free_space(snapshot.nbytes + extra_bytes)
+        saved = self.writer.write(step, snapshot, extra_files=self._extra_files)
+        try:
+            on_disk = self.writer.list_checkpoints()
+            # The checkpoint just written stays, even beside higher steps of an earlier run.
+            doomed = [c for c in self.retention.to_delete(on_disk) if c.step != step]
+            doomed_steps = {c.step for c in doomed}
+            self.writer.write_state([c for c in on_disk if c.step not in doomed_steps], latest=step)
+            for checkpoint in doomed:
+                self.writer.delete(checkpoint.step)
+        except (tf.errors.OpError, OSError) as error:
+            raise CheckpointError(
+                f"Wrote {saved.prefix} but could not update {self.writer.directory}: {error}"
+            ) from error
+        self.last_checkpoint = saved.prefix
+        logger.info(
+            "Saved checkpoint step=%d path=%s bytes=%d seconds=%.3f",
+            saved.step, saved.prefix, saved.bytes, saved.seconds,
+        )
+        self._say(
+            f"Saved checkpoint {saved.prefix} (step {saved.step}, "
+            f"{saved.bytes} bytes, {saved.seconds:.2f}s)."
+        )
+        return saved
+
+    # --- Restoring ----------------------------------------------------------------
 
     def restore(self, *, current_step: int = 0) -> int | None:
         """Restore per `config.restore`; return the restored step, or None.
 
-        With `restore: latest`, a model already at or past the newest
-        checkpoint's step (a second `fit()` in the same process) keeps its
-        state rather than going back.
+        Unreadable checkpoints (truncated, missing shard) are skipped with a
+        warning, and the newest readable one is used; with `restore: latest`
+        they are also set aside (`<prefix>.corrupt.*`). A model already at or
+        past the newest checkpoint's step (a second `fit()` in one process)
+        keeps its state rather than going back.
         """
-        prefix = self._restore_target()
-        if prefix is None:
+        mode = self.config.restore
+        if mode == RESTORE_NONE:
             return None
+        candidates, required = self._restore_candidates()
+        skipped: list[str] = []
+        for prefix in candidates:
+            try:
+                step = self._restore_one(prefix, current_step)
+            except RestoreMismatchError:
+                raise
+            except CheckpointError as error:
+                skipped.append(f"{prefix} ({error})")
+                if mode == RESTORE_LATEST:
+                    aside = self.writer.set_aside(prefix)
+                    logger.warning("Set unreadable checkpoint %s aside as %s.", prefix, aside)
+                continue
+            if skipped:
+                logger.warning(
+                    "Skipped unreadable checkpoint(s): %s; resumed from %s.", "; ".join(skipped), prefix
+                )
+            return step
+        if skipped:
+            message = "No readable checkpoint; skipped: " + "; ".join(skipped)
+            if required:
+                raise CheckpointError(message)
+            logger.warning("%s. Starting from step %d.", message, current_step)
+        return None
+
+    def _restore_candidates(self) -> tuple[list[str], bool]:
+        restore = self.config.restore
+        if restore == RESTORE_LATEST:
+            return self.writer.candidates(), False
+        if tf.io.gfile.isdir(restore):
+            found = CheckpointWriter(restore, self.config.basename).candidates()
+            if not found:
+                raise CheckpointError(
+                    f"checkpoint.restore: no checkpoint named {self.config.basename}-<step> "
+                    f"in directory {restore}."
+                )
+            return found, True
+        if not tf.io.gfile.exists(restore + naming.INDEX_SUFFIX):
+            raise CheckpointError(
+                f"checkpoint.restore: no checkpoint at {restore} "
+                f"({restore}{naming.INDEX_SUFFIX} does not exist). HINT: give a prefix such as "
+                f"{self.writer.prefix(100)}, a directory, `latest` or `none`."
+            )
+        return [restore], True
+
+    def _restore_one(self, prefix: str, current_step: int) -> int | None:
         optional = {k for k in self._variables if k.startswith(naming.OPTIMIZER_SCOPE + "/")}
         check_compatible(prefix, self._variables, optional=optional)
-        step = int(tf.train.load_checkpoint(prefix).get_tensor(naming.GLOBAL_STEP_KEY))
+        try:
+            step = int(tf.train.load_checkpoint(prefix).get_tensor(naming.GLOBAL_STEP_KEY))
+        except (tf.errors.OpError, ValueError) as error:
+            raise CheckpointError(f"Cannot read {naming.GLOBAL_STEP_KEY} from {prefix}: {error}") from None
         if self.config.restore == RESTORE_LATEST and 0 < step <= current_step:
             logger.info("Model is at step %d, past %s; not restoring.", current_step, prefix)
             return None
@@ -96,62 +274,6 @@ class CheckpointManager:
         logger.info("Restored checkpoint step=%d path=%s", step, prefix)
         self._say(f"Restored {prefix} (step {step}).")
         return step
-
-    def _restore_target(self) -> str | None:
-        restore = self.config.restore
-        if restore == RESTORE_NONE:
-            return None
-        if restore == RESTORE_LATEST:
-            return self.writer.latest()
-        if tf.io.gfile.isdir(restore):
-            found = CheckpointWriter(restore, self.config.basename).latest()
-            if found is None:
-                raise CheckpointError(
-                    f"checkpoint.restore: no checkpoint named {self.config.basename}-<step> "
-                    f"in directory {restore}."
-                )
-            return found
-        if not tf.io.gfile.exists(restore + naming.INDEX_SUFFIX):
-            raise CheckpointError(
-                f"checkpoint.restore: no checkpoint at {restore} "
-                f"({restore}{naming.INDEX_SUFFIX} does not exist). HINT: give a prefix such as "
-                f"{self.writer.prefix(100)}, a directory, `latest` or `none`."
-            )
-        return restore
-
-    def on_step(self, step: int) -> SavedCheckpoint | None:
-        """Save if a checkpoint is due at `step`."""
-        if self.save_policy.should_save(step, self._clock(), self.last_save):
-            return self.save(step)
-        return None
-
-    def on_end(self, step: int) -> SavedCheckpoint | None:
-        """Save the final step unless it is saved already."""
-        if self.config.save_at_train_end and step > self.last_save.step:
-            return self.save(step)
-        return None
-
-    def save(self, step: int) -> SavedCheckpoint:
-        """Write a checkpoint now, point the state file at it, then prune."""
-        saved = self.writer.save(step)
-        self.last_save = LastSave(step=step, time=self._clock())
-        self.last_checkpoint = saved.prefix
-        on_disk = self.writer.list_checkpoints()
-        # The checkpoint just written stays, even beside higher steps of an earlier run.
-        doomed = [c for c in self.retention.to_delete(on_disk) if c.step != step]
-        doomed_steps = {c.step for c in doomed}
-        self.writer.write_state([c for c in on_disk if c.step not in doomed_steps], latest=step)
-        for checkpoint in doomed:
-            self.writer.delete(checkpoint.step)
-        logger.info(
-            "Saved checkpoint step=%d path=%s bytes=%d seconds=%.3f",
-            saved.step, saved.prefix, saved.bytes, saved.seconds,
-        )
-        self._say(
-            f"Saved checkpoint {saved.prefix} (step {saved.step}, "
-            f"{saved.bytes} bytes, {saved.seconds:.2f}s)."
-        )
-        return saved
 
     def _say(self, message: str) -> None:
         if self._announce is not None:

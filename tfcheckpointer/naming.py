@@ -11,6 +11,8 @@ INDEX_SUFFIX = ".index"
 DATA_INFIX = ".data-"
 SIDECAR_SUFFIX = ".json"
 TEMP_INFIX = ".tfcheckpointer-tmp"
+CORRUPT_INFIX = ".corrupt"
+LOCK_FILENAME = ".tfcheckpointer.lock"
 
 GLOBAL_STEP_KEY = "global_step"
 OPTIMIZER_SCOPE = "optimizer"
@@ -27,8 +29,14 @@ def step_of_index_file(filename: str, basename: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+META_SUFFIX = ".meta"
+
+
+_CHECKPOINT_FILE_TAIL = re.compile(r"\.index|\.meta|\.data-\d{5}-of-\d{5}")
+
+
 def is_checkpoint_file(filename: str, prefix_name: str) -> bool:
-    """Whether `filename` is one of the files of checkpoint `prefix_name`."""
-    return filename == prefix_name + INDEX_SUFFIX or filename.startswith(
-        prefix_name + DATA_INFIX
+    """Whether `filename` is one of the files (data, index, meta) of checkpoint `prefix_name`."""
+    return filename.startswith(prefix_name) and bool(
+        _CHECKPOINT_FILE_TAIL.fullmatch(filename[len(prefix_name) :])
     )

@@ -77,10 +77,11 @@ def save_policy(
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointInfo:
-    """A checkpoint on disk: its step and when it was written (seconds since the epoch)."""
+    """A checkpoint on disk: its step, when it was written (seconds since the epoch), its size."""
 
     step: int
     timestamp: float
+    bytes: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,14 +93,27 @@ class RetentionPolicy:
     then each first one written at least that many hours after the last kept.
     The choice depends only on what is on disk, so a restarted run makes the
     same choice as the run that wrote the files, and deleting never changes
-    which of the survivors are kept.
+    which of the survivors are kept. `max_total_bytes` then caps the total
+    size, dropping the oldest survivors first; the newest is always kept.
     """
 
     max_to_keep: int | None = None
     keep_checkpoint_every_n_hours: float | None = None
+    max_total_bytes: int | None = None
 
     def to_delete(self, checkpoints: Sequence[CheckpointInfo]) -> list[CheckpointInfo]:
         ordered = sorted(checkpoints, key=lambda c: c.step)
+        doomed = self._by_count(ordered)
+        if self.max_total_bytes is not None:
+            survivors = [c for c in ordered if c not in doomed]
+            total = 0
+            for index, checkpoint in enumerate(reversed(survivors)):
+                total += checkpoint.bytes
+                if index > 0 and total > self.max_total_bytes:
+                    doomed.append(checkpoint)
+        return sorted(doomed, key=lambda c: c.step)
+
+    def _by_count(self, ordered: list[CheckpointInfo]) -> list[CheckpointInfo]:
         if self.max_to_keep is None or len(ordered) <= self.max_to_keep:
             return []
         older = ordered[: len(ordered) - self.max_to_keep]

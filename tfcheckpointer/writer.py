@@ -1,8 +1,16 @@
-"""Writing and reading TF1 Saver checkpoints in one directory.
+"""Writing and reading TF1 Saver checkpoints in one directory, crash-safely.
+
+A save takes a *snapshot* of the variables (cheap: TensorFlow shares the
+buffers and copies on the next write to a variable), writes it with the same
+`SaveV2` op, in the same key order, that `tf.compat.v1.train.Saver` uses —
+the files are byte-identical to a Saver's — under a temporary prefix, checks
+that the result opens and holds every key, and only then renames it into
+place, index last. The `checkpoint` state file is replaced atomically
+afterwards and always points at a complete checkpoint.
 
 Files go through `tf.io.gfile`, so any filesystem TensorFlow knows (local,
-`ram://`, `gs://`, ...) works. The `checkpoint` state file is written with
-paths relative to the directory, so a run directory can be moved or copied.
+`ram://`, `gs://`, ...) works. The state file holds paths relative to the
+directory, so a run directory can be moved or copied.
 """
 
 from __future__ import annotations
@@ -10,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import shutil
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.python.training import checkpoint_state_pb2
@@ -21,6 +31,8 @@ from tensorflow.python.training import checkpoint_state_pb2
 from tfcheckpointer import naming
 from tfcheckpointer.errors import CheckpointError, RestoreMismatchError
 from tfcheckpointer.policy import CheckpointInfo
+
+logger = logging.getLogger("tfcheckpointer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +43,18 @@ class SavedCheckpoint:
     prefix: str
     bytes: int
     seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """The values of every saved variable at one instant, in Saver key order."""
+
+    keys: list[str]
+    tensors: list[tf.Tensor]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(np.prod(t.shape)) * t.dtype.size for t in self.tensors)
 
 
 @contextlib.contextmanager
@@ -88,34 +112,85 @@ def check_compatible(prefix: str, variables: Mapping[str, Any], *, optional: set
         )
 
 
+def is_local(path: str) -> bool:
+    return "://" not in path
+
+
 class CheckpointWriter:
     """Saves, lists, deletes and indexes `<directory>/<basename>-<step>` checkpoints."""
 
     def __init__(self, directory: str, basename: str):
         self.directory = directory.rstrip("/") or "/"
         self.basename = basename
-        self._saver: tf.compat.v1.train.Saver | None = None
+        self._variables: Mapping[str, Any] = {}
 
     def bind(self, variables: Mapping[str, Any]) -> None:
-        """Build the Saver once for the variables every save writes."""
-        self._saver = make_saver(variables)
+        """Set the variables every save writes."""
+        self._variables = variables
 
     def prefix(self, step: int) -> str:
         return naming.checkpoint_prefix(self.directory, self.basename, step)
 
-    def save(self, step: int) -> SavedCheckpoint:
-        """Write the checkpoint for `step` (the state file is not touched)."""
-        if self._saver is None:
-            raise CheckpointError("CheckpointWriter.save called before bind().")
+    def snapshot(self) -> Snapshot:
+        """The current values of the bound variables; later updates do not change them."""
+        keys = sorted(self._variables)  # the order a Saver writes in
+        return Snapshot(keys, [self._variables[k].value.read_value() for k in keys])
+
+    def write(
+        self, step: int, snapshot: Snapshot, *, extra_files: Mapping[str, bytes] | None = None
+    ) -> SavedCheckpoint:
+        """Write `snapshot` as the checkpoint for `step` and publish it.
+
+        `extra_files` maps suffixes (e.g. `.meta`) to contents written beside
+        the checkpoint. On any failure the temporary files are removed and
+        nothing that was there before is touched.
+        """
         prefix = self.prefix(step)
+        temp = prefix + naming.TEMP_INFIX
         start = time.perf_counter()
         try:
             tf.io.gfile.makedirs(self.directory)
-            self._saver.save(None, prefix, write_meta_graph=False, write_state=False)
+            tf.raw_ops.SaveV2(
+                prefix=temp,
+                tensor_names=snapshot.keys,
+                shape_and_slices=[""] * len(snapshot.keys),
+                tensors=snapshot.tensors,
+            )
+            self._verify(temp, snapshot.keys)
+            for suffix, data in (extra_files or {}).items():
+                with tf.io.gfile.GFile(temp + suffix, "wb") as f:
+                    f.write(data)
+            # The index goes last: a checkpoint exists once its index does.
+            names = self._files_of(temp)
+            names.sort(key=lambda name: name.endswith(naming.INDEX_SUFFIX))
+            for name in names:
+                final = prefix + name[len(temp.rsplit("/", 1)[-1]) :]
+                tf.io.gfile.rename(f"{self.directory}/{name}", final, overwrite=True)
         except (tf.errors.OpError, OSError, ValueError) as error:
-            raise CheckpointError(f"Cannot write checkpoint {prefix}: {error}") from error
+            self._remove_files(temp)
+            cause = getattr(error, "message", None) or str(error)
+            raise CheckpointError(f"Cannot write checkpoint {prefix}: {cause}") from error
         seconds = time.perf_counter() - start
         return SavedCheckpoint(step, prefix, self._size(prefix), seconds)
+
+    def _verify(self, prefix: str, keys: list[str]) -> None:
+        stored = tf.compat.v1.train.NewCheckpointReader(prefix).get_variable_to_shape_map()
+        absent = sorted(set(keys) - set(stored))
+        if absent:
+            raise ValueError(f"written checkpoint lacks {', '.join(absent)}")
+
+    def check_free_space(self, nbytes: int) -> None:
+        """Fail early when a local disk cannot hold `nbytes` more."""
+        if not is_local(self.directory):
+            return
+        tf.io.gfile.makedirs(self.directory)
+        free = shutil.disk_usage(self.directory).free
+        if free < nbytes:
+            raise CheckpointError(
+                f"Cannot write a checkpoint to {self.directory}: it needs {nbytes:,} bytes and the "
+                f"disk has {free:,} free. HINT: free space, lower checkpoint.max_to_keep or set "
+                "checkpoint.max_total_bytes."
+            )
 
     def restore(self, prefix: str, variables: Mapping[str, Any]) -> None:
         """Assign the checkpoint's values to `variables` (all keys must be stored)."""
@@ -123,10 +198,11 @@ class CheckpointWriter:
             with _quiet_tf_logging():
                 make_saver(variables).restore(None, prefix)
         except (tf.errors.OpError, ValueError) as error:
-            raise CheckpointError(f"Cannot restore checkpoint {prefix}: {error}") from None
+            cause = getattr(error, "message", None) or str(error)
+            raise CheckpointError(f"Cannot restore checkpoint {prefix}: {cause}") from None
 
     def list_checkpoints(self) -> list[CheckpointInfo]:
-        """The checkpoints of this basename on disk, oldest step first."""
+        """The complete checkpoints of this basename on disk, oldest step first."""
         if not tf.io.gfile.isdir(self.directory):
             return []
         found = []
@@ -134,25 +210,54 @@ class CheckpointWriter:
             step = naming.step_of_index_file(filename.rstrip("/"), self.basename)
             if step is not None:
                 stat = tf.io.gfile.stat(f"{self.directory}/{filename}")
-                found.append(CheckpointInfo(step, stat.mtime_nsec / 1e9))
+                found.append(CheckpointInfo(step, stat.mtime_nsec / 1e9, self._size(self.prefix(step))))
         return sorted(found, key=lambda c: c.step)
 
-    def latest(self) -> str | None:
-        """The newest checkpoint: the state file's, or the highest step on disk."""
+    def candidates(self) -> list[str]:
+        """Checkpoint prefixes to resume from, best first: the state file's, then by step."""
+        prefixes = [self.prefix(c.step) for c in reversed(self.list_checkpoints())]
         state = tf.train.get_checkpoint_state(self.directory)
         if state and state.model_checkpoint_path:
             path = state.model_checkpoint_path
             if tf.io.gfile.exists(path + naming.INDEX_SUFFIX):
-                return path
-        checkpoints = self.list_checkpoints()
-        return self.prefix(checkpoints[-1].step) if checkpoints else None
+                prefixes = [path] + [p for p in prefixes if p != path]
+        return prefixes
+
+    def latest(self) -> str | None:
+        """The newest checkpoint: the state file's, or the highest step on disk."""
+        candidates = self.candidates()
+        return candidates[0] if candidates else None
 
     def delete(self, step: int) -> None:
-        """Remove every file of the checkpoint for `step`."""
-        name = f"{self.basename}-{step}"
-        for filename in tf.io.gfile.listdir(self.directory):
-            if naming.is_checkpoint_file(filename, name):
-                tf.io.gfile.remove(f"{self.directory}/{filename}")
+        """Remove every file of the checkpoint for `step`, index first."""
+        self._remove_files(self.prefix(step))
+
+    def set_aside(self, prefix: str) -> str:
+        """Rename an unreadable checkpoint out of the way; return its new prefix."""
+        aside = prefix + naming.CORRUPT_INFIX
+        for name in self._files_of(prefix):
+            tail = name[len(prefix.rsplit("/", 1)[-1]) :]
+            tf.io.gfile.rename(f"{self.directory}/{name}", aside + tail, overwrite=True)
+        return aside
+
+    def remove_stale_temp_files(self) -> list[str]:
+        """Delete what a crashed save left behind; never a finished checkpoint."""
+        if not tf.io.gfile.isdir(self.directory):
+            return []
+        stale = [
+            name for name in tf.io.gfile.listdir(self.directory)
+            if name.startswith(self.basename + "-") and naming.TEMP_INFIX in name
+        ]
+        state_temp = naming.STATE_FILENAME + naming.TEMP_INFIX
+        if tf.io.gfile.exists(f"{self.directory}/{state_temp}"):
+            stale.append(state_temp)
+        for name in stale:
+            path = f"{self.directory}/{name.rstrip('/')}"
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+        return stale
 
     def write_state(self, checkpoints: list[CheckpointInfo], latest: int) -> None:
         """Atomically point the `checkpoint` state file at step `latest`.
@@ -172,10 +277,20 @@ class CheckpointWriter:
             f.write(text_format.MessageToString(state))
         tf.io.gfile.rename(temp, path, overwrite=True)
 
-    def _size(self, prefix: str) -> int:
+    def _files_of(self, prefix: str) -> list[str]:
         name = prefix.rsplit("/", 1)[-1]
+        if not tf.io.gfile.isdir(self.directory):
+            return []
+        return [f for f in tf.io.gfile.listdir(self.directory) if naming.is_checkpoint_file(f, name)]
+
+    def _remove_files(self, prefix: str) -> None:
+        names = self._files_of(prefix)
+        names.sort(key=lambda name: not name.endswith(naming.INDEX_SUFFIX))
+        for name in names:
+            with contextlib.suppress(tf.errors.NotFoundError):
+                tf.io.gfile.remove(f"{self.directory}/{name}")
+
+    def _size(self, prefix: str) -> int:
         return sum(
-            tf.io.gfile.stat(f"{self.directory}/{filename}").length
-            for filename in tf.io.gfile.listdir(self.directory)
-            if naming.is_checkpoint_file(filename, name)
+            tf.io.gfile.stat(f"{self.directory}/{name}").length for name in self._files_of(prefix)
         )
