@@ -75,6 +75,14 @@ class DirectoryLock:
         """Take the lock or raise `DirectoryLockedError` naming the holder."""
         if self.held:
             return
+        try:
+            self._acquire()
+        except OSError as error:
+            raise CheckpointError(
+                f"Cannot lock checkpoint directory {os.path.dirname(self.path)}: {error}"
+            ) from None
+
+    def _acquire(self) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         key = os.path.realpath(self.path)
         earlier = _HELD.get(key)

@@ -169,7 +169,11 @@ class CheckpointManager:
     def _publish(self, step: int, snapshot: Snapshot) -> SavedCheckpoint:
         """Write, publish, point the state file at it, then prune."""
         extra_bytes = sum(len(data) for data in self._extra_files.values())
-        self.writer.check_free_space(snapshot.nbytes + extra_bytes)
+        try:
+            self.writer.check_free_space(snapshot.nbytes + extra_bytes)
+        except (tf.errors.OpError, OSError) as error:
+            cause = getattr(error, "message", None) or str(error)
+            raise CheckpointError(f"Cannot write checkpoint {self.writer.prefix(step)}: {cause}") from error
         saved = self.writer.write(step, snapshot, extra_files=self._extra_files)
         try:
             on_disk = self.writer.list_checkpoints()
@@ -258,7 +262,7 @@ class CheckpointManager:
         check_compatible(prefix, self._variables, optional=optional)
         try:
             step = int(tf.train.load_checkpoint(prefix).get_tensor(naming.GLOBAL_STEP_KEY))
-        except (tf.errors.OpError, ValueError) as error:
+        except Exception as error:  # the C++ reader maps file damage to many Python types
             raise CheckpointError(f"Cannot read {naming.GLOBAL_STEP_KEY} from {prefix}: {error}") from None
         if self.config.restore == RESTORE_LATEST and 0 < step <= current_step:
             logger.info("Model is at step %d, past %s; not restoring.", current_step, prefix)
