@@ -1,8 +1,9 @@
-"""The `tfcheckpointer` command line: `train CONFIG` and `validate CONFIG`."""
+"""The `tfcheckpointer` command line: `train`, `validate`, `inspect` and `convert`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -37,6 +38,19 @@ def _parser() -> argparse.ArgumentParser:
     commands.choices["train"].add_argument(
         "-q", "--quiet", action="store_true", help="no Keras progress output"
     )
+    text = "describe a checkpoint or graph file without running it"
+    inspect = commands.add_parser("inspect", help=text, description=text)
+    inspect.add_argument(
+        "path",
+        help="a checkpoint directory or prefix (or its .index file), a .pb / .pbtxt GraphDef "
+        "or a .meta MetaGraphDef",
+    )
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    text = "convert a graph file: .pb <-> .pbtxt, .meta -> .pb / .pbtxt (by extension)"
+    convert = commands.add_parser("convert", help=text, description=text)
+    convert.add_argument("input", help="a .pb, .pbtxt or .meta file")
+    convert.add_argument("output", help="the .pb or .pbtxt file to write")
+    convert.add_argument("-f", "--force", action="store_true", help="replace OUTPUT if it exists")
     return parser
 
 
@@ -58,9 +72,34 @@ def _describe(config: JobConfig) -> str:
     return text
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfcheckpointer.inspection import format_report, inspect_path
+
+    report = inspect_path(args.path)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tfcheckpointer.convert import convert
+
+    done = convert(args.input, args.output, force=args.force)
+    print(
+        f"Wrote {done.destination} ({done.destination_format}, {done.node_count} nodes, "
+        f"{done.bytes:,} bytes) from {done.source} ({done.source_format})"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "inspect":
+            return _inspect(args)
+        if args.command == "convert":
+            return _convert(args)
         config = _load(args)
         if args.command == "validate":
             if config.model is not None or config.data is not None:
