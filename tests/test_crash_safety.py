@@ -65,9 +65,9 @@ def fit(model, callback, *, epochs=1, rows=64, batch=8):
 def test_a_save_leaves_no_temporary_files(tmp_path):
     fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=4))
     assert sorted(os.listdir(tmp_path)) == [
-        ".tfcheckpointer.lock", "checkpoint",
-        "model.ckpt-4.data-00000-of-00001", "model.ckpt-4.index",
-        "model.ckpt-8.data-00000-of-00001", "model.ckpt-8.index",
+        ".tfcheckpointer.lock", "checkpoint", "graph.pbtxt",
+        "model.ckpt-4.data-00000-of-00001", "model.ckpt-4.index", "model.ckpt-4.meta",
+        "model.ckpt-8.data-00000-of-00001", "model.ckpt-8.index", "model.ckpt-8.meta",
     ]
 
 
@@ -227,8 +227,9 @@ def test_async_background_error_with_warn_lets_training_go_on(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
         fit(mlp(), callback)
     warnings = [r.getMessage() for r in caplog.records if "training goes on" in r.getMessage()]
-    assert len(warnings) == 4  # steps 2, 4, 6, 8
-    assert "Cannot write checkpoint" in warnings[0]
+    assert [w.split(":")[0] for w in warnings] == [f"Cannot write {directory}/graph.pbtxt"] + [
+        f"Cannot write checkpoint {directory}/model.ckpt-{step}" for step in (2, 4, 6, 8)
+    ]
 
 
 # --- Faults: full disk, no permission ------------------------------------------------------
@@ -262,23 +263,28 @@ def test_a_disk_too_small_fails_before_writing(tmp_path):
     with small_disk(tmp_path / "disk", "128k") as disk:
         callback = CheckpointCallback(directory=str(disk), every_n_steps=1)
         x = np.zeros((4, 64), "float32")
-        with pytest.raises(CheckpointError, match=rf"Cannot write a checkpoint to {disk}: it needs {state_bytes(model):,} bytes and the disk has [\d,]+ free"):
+        with pytest.raises(CheckpointError, match=rf"Cannot write a checkpoint to {disk}: it needs ([\d,]+) bytes and the disk has [\d,]+ free") as raised:
             model.fit(x, np.zeros((4, 512), "float32"), callbacks=[callback], verbose=0)
-        assert os.listdir(disk) == [".tfcheckpointer.lock"]
+        needed = int(re.search(r"needs ([\d,]+) bytes", str(raised.value)).group(1).replace(",", ""))
+        meta = len(callback.manager._extra_files[".meta"])
+        assert needed == state_bytes(model) + meta
+        assert sorted(os.listdir(disk)) == [".tfcheckpointer.lock", "graph.pbtxt"]
 
 
 @needs_root
 @pytest.mark.parametrize("on_error", ["raise", "warn"])
 def test_a_disk_that_fills_up_mid_write_keeps_the_previous_checkpoint(tmp_path, on_error, caplog):
     model = mlp()
-    with small_disk(tmp_path / "disk", "64k") as disk:
+    with small_disk(tmp_path / "disk", "1m") as disk:
         fit(model, CheckpointCallback(directory=str(disk), every_n_steps=8))
         good = {p.name: p.read_bytes() for p in disk.iterdir() if p.name.startswith("model.ckpt-8")}
-        # Leave a page for the lock file and the tensors' bytes rounded up to pages, so the
-        # early check passes, but no page for the index file (tmpfs allocates whole pages).
+        # Leave a page for the lock file and the bytes of tensors + .meta rounded up to pages,
+        # so the early check passes, but not the pages the files take (tmpfs allocates whole
+        # pages per file, and the index needs one more).
         page = os.statvfs(disk).f_frsize
         free = os.statvfs(disk).f_bavail * page
-        (disk / "filler").write_bytes(b"\0" * (free - page - -(-state_bytes(model) // page) * page))
+        needed = state_bytes(model) + (disk / "model.ckpt-8.meta").stat().st_size
+        (disk / "filler").write_bytes(b"\0" * (free - page - -(-needed // page) * page))
         callback = CheckpointCallback(directory=str(disk), every_n_steps=4, on_error=on_error)
         with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
             if on_error == "raise":
@@ -421,11 +427,16 @@ def test_kill_9_at_random_moments_always_resumes_from_a_complete_checkpoint(tmp_
         assert newest > 0 and tf.train.load_checkpoint(prefix).get_tensor("global_step") == newest
         assert newest in steps_on_disk(tmp_path)
     # The weights saved at that step are exactly those of an uninterrupted run at that step.
+    from tensorflow.python.framework import config as tf_config
+
     tf.config.experimental.enable_op_determinism()
-    model = build_model()
-    x, y = dataset(32)
-    for _ in range(newest):
-        model.train_on_batch(x, y)
+    try:
+        model = build_model()
+        x, y = dataset(32)
+        for _ in range(newest):
+            model.train_on_batch(x, y)
+    finally:
+        tf_config.disable_op_determinism()  # other tests use unseeded random ops
     reader = tf.train.load_checkpoint(prefix)
     for key, variable in checkpoint_variables(model, include_optimizer=True).items():
         np.testing.assert_allclose(reader.get_tensor(key), variable.numpy(), rtol=0, atol=1e-6, err_msg=key)

@@ -18,8 +18,9 @@ from tfcheckpointer.config import (
     parse_config,
     parse_freeze_section,
 )
-from tfcheckpointer.errors import BackendError, CheckpointError
-from tfcheckpointer.freeze import FrozenGraph, freeze_model
+from tfcheckpointer import metagraph, naming
+from tfcheckpointer.errors import BackendError, CheckpointError, FreezeError
+from tfcheckpointer.freeze import FrozenGraph, freeze_model, model_signature, serialize
 from tfcheckpointer.keys import checkpoint_variables
 from tfcheckpointer.manager import CheckpointManager
 
@@ -131,10 +132,38 @@ class CheckpointCallback(keras.callbacks.Callback):
         variables = checkpoint_variables(
             self.model, include_optimizer=self.checkpoint_config.include_optimizer
         )
-        self.manager.start(variables, step=self.step)
+        meta = self._meta_graph(variables)
+        extra_files = {}
+        if meta is not None and self.checkpoint_config.save_meta_graph:
+            extra_files[naming.META_SUFFIX] = metagraph.meta_graph_bytes(meta)
+        self.manager.start(variables, step=self.step, extra_files=extra_files)
+        graph_format = self.checkpoint_config.save_graph_def
+        if meta is not None and graph_format is not None:
+            graph_def = metagraph.graph_def_of(meta)
+            self.manager.write_file(
+                naming.GRAPH_DEF_FILENAMES[graph_format],
+                serialize(graph_def, as_text=graph_format == "pbtxt"),
+            )
         if not self._restored_once:
             self._restored_once = True
             self.manager.restore(current_step=self.step)
+
+    def _meta_graph(self, variables: Mapping[str, Any]) -> Any:
+        """The run's MetaGraphDef, built once: the graph does not change between saves."""
+        config = self.checkpoint_config
+        if not config.save_meta_graph and config.save_graph_def is None:
+            return None
+        freeze = self.freeze_config
+        try:
+            signature = model_signature(
+                self.model,
+                freeze.input_names if freeze else None,
+                freeze.output_names if freeze else None,
+            )
+            return metagraph.build_meta_graph(self.model, signature, variables)
+        except FreezeError as error:
+            logger.warning("Writing checkpoints without a .meta or graph file: %s", error)
+            return None
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         self.manager.on_step(self.step)

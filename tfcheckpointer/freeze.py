@@ -27,13 +27,14 @@ from tensorflow.python.framework import convert_to_constants
 from tfcheckpointer import naming
 from tfcheckpointer.config import FreezeConfig
 from tfcheckpointer.errors import FreezeError, VerificationError
+from tfcheckpointer.files import atomic_write
 from tfcheckpointer.keys import stable_layer_names
 
 PROTOBUF_LIMIT_BYTES = 2**31 - 1
 """A serialized protocol buffer, hence a GraphDef, cannot reach 2 GiB."""
 
 # Stateful resources a GraphDef cannot carry as constants.
-_UNFREEZABLE_OPS = re.compile(r"HashTable|LookupTable|InitializeTable|PyFunc")
+UNFREEZABLE_OPS = re.compile(r"HashTable|LookupTable|InitializeTable|PyFunc")
 # Ops that mean a variable was left in the graph.
 VARIABLE_OPS = frozenset(
     {
@@ -141,7 +142,7 @@ def trace(model: keras.Model, signature: ModelSignature) -> tf.types.experimenta
     return tf.function(inference).get_concrete_function(*specs)
 
 
-def _all_nodes(graph_def: tf.compat.v1.GraphDef) -> Iterable[Any]:
+def all_nodes(graph_def: tf.compat.v1.GraphDef) -> Iterable[Any]:
     yield from graph_def.node
     for function in graph_def.library.function:
         yield from function.node_def
@@ -157,7 +158,7 @@ def check_freezable(model: keras.Model, concrete: Any, *, size_limit: int) -> No
             "checkpoints (no size limit) and export a SavedModel for serving instead."
         )
     offending = sorted(
-        {n.op for n in _all_nodes(concrete.graph.as_graph_def()) if _UNFREEZABLE_OPS.search(n.op)}
+        {n.op for n in all_nodes(concrete.graph.as_graph_def()) if UNFREEZABLE_OPS.search(n.op)}
     )
     if offending:
         raise FreezeError(
@@ -175,7 +176,7 @@ def freeze_graph_def(
     check_freezable(model, concrete, size_limit=size_limit)
     frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
     graph_def = frozen.graph.as_graph_def()
-    for node in _all_nodes(graph_def):
+    for node in all_nodes(graph_def):
         node.device = ""
     leftovers = sorted(
         {
@@ -274,13 +275,6 @@ def verify_graph_def(
     return worst
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    temp = path + naming.TEMP_INFIX
-    with tf.io.gfile.GFile(temp, "wb") as f:
-        f.write(data)
-    tf.io.gfile.rename(temp, path, overwrite=True)
-
-
 def freeze_model(
     model: keras.Model,
     config: FreezeConfig,
@@ -342,7 +336,7 @@ def freeze_model(
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
     }
-    _atomic_write(sidecar, (json.dumps(description, indent=2) + "\n").encode())
+    atomic_write(sidecar, (json.dumps(description, indent=2) + "\n").encode())
     return FrozenGraph(output, sidecar, sha256, len(data), len(graph_def.node), max_diff)
 
 

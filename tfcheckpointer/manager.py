@@ -20,6 +20,7 @@ from tfcheckpointer import naming
 from tfcheckpointer.background import BackgroundWriter
 from tfcheckpointer.config import CheckpointConfig
 from tfcheckpointer.errors import CheckpointError, RestoreMismatchError
+from tfcheckpointer.files import atomic_write
 from tfcheckpointer.lock import DirectoryLock
 from tfcheckpointer.policy import LastSave, RetentionPolicy, save_policy
 from tfcheckpointer.preemption import SignalCatcher
@@ -152,6 +153,23 @@ class CheckpointManager:
         self.wait()
         self._background.submit(lambda: self._publish(step, snapshot))
         return None
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """Atomically write `name` into the checkpoint directory (failures follow `on_error`).
+
+        A file already holding `data` (a resumed run's graph) is left alone.
+        """
+        path = f"{self.writer.directory}/{name}"
+        try:
+            if tf.io.gfile.exists(path):
+                with tf.io.gfile.GFile(path, "rb") as f:
+                    if f.read() == data:
+                        return
+            tf.io.gfile.makedirs(self.writer.directory)
+            atomic_write(path, data)
+        except (tf.errors.OpError, OSError) as error:
+            cause = getattr(error, "message", None) or str(error)
+            self._failed(CheckpointError(f"Cannot write {path}: {cause}"))
 
     def wait(self) -> None:
         """Block until a background write ends; apply `on_error` to its failure."""

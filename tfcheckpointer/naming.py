@@ -30,6 +30,10 @@ def step_of_index_file(filename: str, basename: str) -> int | None:
 
 
 META_SUFFIX = ".meta"
+"""`<checkpoint prefix>.meta`, where TF1's `Saver.save` puts the MetaGraphDef."""
+
+GRAPH_DEF_FILENAMES = {"pbtxt": "graph.pbtxt", "pb": "graph.pb"}
+"""The value-less GraphDef TF1's `CheckpointSaverHook` writes into the checkpoint directory."""
 
 
 _CHECKPOINT_FILE_TAIL = re.compile(r"\.index|\.meta|\.data-\d{5}-of-\d{5}")

@@ -30,6 +30,7 @@ from tensorflow.python.training import checkpoint_state_pb2
 
 from tfcheckpointer import naming
 from tfcheckpointer.errors import CheckpointError, RestoreMismatchError
+from tfcheckpointer.files import atomic_write
 from tfcheckpointer.policy import CheckpointInfo
 
 logger = logging.getLogger("tfcheckpointer")
@@ -271,11 +272,7 @@ class CheckpointWriter:
             all_model_checkpoint_paths=names,
             all_model_checkpoint_timestamps=[c.timestamp for c in checkpoints],
         )
-        path = f"{self.directory}/{naming.STATE_FILENAME}"
-        temp = path + naming.TEMP_INFIX
-        with tf.io.gfile.GFile(temp, "w") as f:
-            f.write(text_format.MessageToString(state))
-        tf.io.gfile.rename(temp, path, overwrite=True)
+        atomic_write(f"{self.directory}/{naming.STATE_FILENAME}", text_format.MessageToString(state).encode())
 
     def _files_of(self, prefix: str) -> list[str]:
         name = prefix.rsplit("/", 1)[-1]
