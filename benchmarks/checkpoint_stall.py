@@ -32,6 +32,7 @@ import keras
 import numpy as np
 
 from tfcheckpointer import CheckpointCallback
+from tfcheckpointer.access import EagerVariables
 from tfcheckpointer.keys import checkpoint_variables
 from tfcheckpointer.writer import CheckpointWriter
 
@@ -144,12 +145,12 @@ def main() -> None:
             print(f"ratio {name} / keras: {ratio:.3f}")
 
         writer = CheckpointWriter(os.path.join(root, "raw"), "model.ckpt")
-        writer.bind(checkpoint_variables(model, include_optimizer=True))
+        variables = EagerVariables(checkpoint_variables(model, include_optimizer=True))
         payload = np.random.default_rng(1).bytes(state)
         ours, plain = [], []
         for step in range(1, 4):
             start = time.perf_counter()
-            writer.write(step, writer.snapshot())
+            writer.write(step, variables.snapshot())
             ours.append(time.perf_counter() - start)
             start = time.perf_counter()
             with open(os.path.join(root, "raw", f"plain-{step}"), "wb") as f:

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import keras
 
-from tfcheckpointer.config import (
-    CheckpointConfig,
-    FreezeConfig,
-    JobConfig,
-    load_config,
-    parse_checkpoint_section,
-    parse_config,
-    parse_freeze_section,
-)
 from tfcheckpointer import metagraph, naming
+from tfcheckpointer.adapter import ConfiguredAdapter
+from tfcheckpointer.config import CheckpointConfig, FreezeConfig
 from tfcheckpointer.errors import BackendError, CheckpointError, FreezeError
 from tfcheckpointer.freeze import FrozenGraph, freeze_model, model_signature, serialize
 from tfcheckpointer.keys import checkpoint_variables
@@ -36,7 +28,7 @@ def require_tensorflow_backend() -> None:
         )
 
 
-class CheckpointCallback(keras.callbacks.Callback):
+class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
     """Saves TF1 Saver checkpoints every N optimizer steps and freezes the model at the end.
 
     Example:
@@ -55,34 +47,16 @@ class CheckpointCallback(keras.callbacks.Callback):
     step was not saved, and a frozen GraphDef is written and verified if a
     `freeze` section is given.
 
-    Args:
-        freeze: The `freeze:` section as a mapping (or a `FreezeConfig`);
-            None writes no frozen graph.
-        verbose: 1 prints a line for each save and restore, as Keras
-            callbacks do; every save is also logged on the `tfcheckpointer`
-            logger whatever `verbose` is.
-        **checkpoint: The keys of the YAML `checkpoint:` section:
-            `directory` (required), `basename`, `every_n_steps`,
-            `every_n_seconds`, `max_to_keep`, `keep_checkpoint_every_n_hours`,
-            `include_optimizer`, `restore`, `save_at_train_end`.
+    Build it from keyword arguments named like the YAML `checkpoint:` keys
+    plus `freeze=` and `verbose=`, or with `from_yaml` / `from_dict` (see
+    `ConfiguredAdapter`).
     """
-
-    def __init__(
-        self,
-        *,
-        freeze: Mapping[str, Any] | FreezeConfig | None = None,
-        verbose: int = 0,
-        **checkpoint: Any,
-    ):
-        if not isinstance(freeze, (FreezeConfig, type(None))):
-            freeze = parse_freeze_section(freeze)
-        self._setup(parse_checkpoint_section(checkpoint), freeze, verbose)
 
     def _setup(
         self, checkpoint: CheckpointConfig, freeze: FreezeConfig | None, verbose: int
     ) -> None:
         require_tensorflow_backend()
-        super().__init__()
+        keras.callbacks.Callback.__init__(self)
         self.checkpoint_config = checkpoint
         self.freeze_config = freeze
         self.verbose = verbose
@@ -91,32 +65,6 @@ class CheckpointCallback(keras.callbacks.Callback):
         )
         self.frozen: FrozenGraph | None = None
         self._restored_once = False
-
-    @classmethod
-    def from_config_object(cls, config: JobConfig, *, verbose: int = 0) -> CheckpointCallback:
-        """The callback for an already validated config."""
-        callback = cls.__new__(cls)
-        callback._setup(config.checkpoint, config.freeze, verbose)
-        return callback
-
-    @classmethod
-    def from_yaml(
-        cls,
-        path: str | os.PathLike[str],
-        overrides: Mapping[str, Any] | None = None,
-        *,
-        verbose: int = 0,
-    ) -> CheckpointCallback:
-        """The callback for a YAML file's `checkpoint:` and `freeze:` sections.
-
-        `overrides` maps dotted keys to values, e.g. `{"checkpoint.every_n_steps": 10}`.
-        """
-        return cls.from_config_object(load_config(path, overrides), verbose=verbose)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, verbose: int = 0) -> CheckpointCallback:
-        """The callback for a mapping shaped like the YAML file."""
-        return cls.from_config_object(parse_config(data), verbose=verbose)
 
     @property
     def step(self) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfcheckpointer import naming
+from tfcheckpointer.access import EagerVariables, SessionVariables
 from tfcheckpointer.background import BackgroundWriter
 from tfcheckpointer.config import CheckpointConfig
 from tfcheckpointer.errors import CheckpointError, RestoreMismatchError
@@ -66,7 +67,7 @@ class CheckpointManager:
         )
         self._clock = clock
         self._announce = announce
-        self._variables: Mapping[str, Any] = {}
+        self._variables: Any = None
         self._extra_files: Mapping[str, bytes] = {}
         self._background = BackgroundWriter() if config.async_save else None
         self._lock = DirectoryLock(config.directory) if config.lock and is_local(config.directory) else None
@@ -78,23 +79,26 @@ class CheckpointManager:
 
     def start(
         self,
-        variables: Mapping[str, Any],
+        variables: Mapping[str, Any] | EagerVariables | SessionVariables,
         *,
         step: int,
         extra_files: Mapping[str, bytes] | None = None,
     ) -> None:
         """Lock the directory, clear a crashed run's leftovers and bind the variables.
 
-        `step` is the global step the variables are at now; `extra_files`
-        maps suffixes (`.meta`) to bytes written beside every checkpoint.
+        `variables` maps checkpoint keys to Keras / TF2 variables, or is an
+        adapter from `access`; `step` is the global step they are at now;
+        `extra_files` maps suffixes (`.meta`) to bytes written beside every
+        checkpoint.
         """
+        if isinstance(variables, Mapping):
+            variables = EagerVariables(variables)
         if self._lock is not None:
             self._lock.acquire()
         for name in self.writer.remove_stale_temp_files():
             logger.warning("Removed %s/%s, left by an interrupted save.", self.writer.directory, name)
         self._variables = variables
         self._extra_files = dict(extra_files or {})
-        self.writer.bind(variables)
         self.last_save = LastSave(step=step, time=self._clock())
         self._signals.install()
 
@@ -142,7 +146,7 @@ class CheckpointManager:
         (returning None); a background failure surfaces on the next save or
         at the end, under `on_error`.
         """
-        snapshot = self.writer.snapshot()
+        snapshot = self._variables.snapshot()
         self.last_save = LastSave(step=step, time=self._clock())
         if self._background is None:
             try:
@@ -276,8 +280,9 @@ class CheckpointManager:
         return [restore], True
 
     def _restore_one(self, prefix: str, current_step: int) -> int | None:
-        optional = {k for k in self._variables if k.startswith(naming.OPTIMIZER_SCOPE + "/")}
-        check_compatible(prefix, self._variables, optional=optional)
+        shapes = self._variables.shapes()
+        optional = {k for k in shapes if k.startswith(naming.OPTIMIZER_SCOPE + "/")}
+        check_compatible(prefix, shapes, optional=optional)
         try:
             step = int(tf.train.load_checkpoint(prefix).get_tensor(naming.GLOBAL_STEP_KEY))
         except Exception as error:  # the C++ reader maps file damage to many Python types
@@ -290,7 +295,7 @@ class CheckpointManager:
             logger.warning(
                 "Checkpoint %s has no optimizer state; the optimizer starts fresh.", prefix
             )
-        self.writer.restore(prefix, {k: v for k, v in self._variables.items() if k in present})
+        self._variables.restore(prefix, [k for k in shapes if k in present])
         self.last_save = LastSave(step=step, time=self._clock())
         self.last_checkpoint = prefix
         logger.info("Restored checkpoint step=%d path=%s", step, prefix)

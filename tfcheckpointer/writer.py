@@ -51,11 +51,11 @@ class Snapshot:
     """The values of every saved variable at one instant, in Saver key order."""
 
     keys: list[str]
-    tensors: list[tf.Tensor]
+    tensors: list[Any]  # eager tensors, or numpy arrays read through a session
 
     @property
     def nbytes(self) -> int:
-        return sum(int(np.prod(t.shape)) * t.dtype.size for t in self.tensors)
+        return sum(int(np.prod(t.shape)) * tf.as_dtype(t.dtype).size for t in self.tensors)
 
 
 @contextlib.contextmanager
@@ -70,9 +70,14 @@ def _quiet_tf_logging() -> Iterator[None]:
         tf_logger.setLevel(level)
 
 
+def tf_variable(variable: Any) -> tf.Variable:
+    """The `tf.Variable` behind a Keras variable, or the variable itself."""
+    return variable if isinstance(variable, tf.Variable) else variable.value
+
+
 def make_saver(variables: Mapping[str, Any]) -> tf.compat.v1.train.Saver:
     """A V2-format Saver over `{key: Keras or TF variable}`."""
-    var_list = {key: getattr(v, "value", v) for key, v in variables.items()}
+    var_list = {key: tf_variable(v) for key, v in variables.items()}
     with _quiet_tf_logging():
         return tf.compat.v1.train.Saver(
             var_list=var_list,
@@ -90,27 +95,57 @@ def checkpoint_shapes(prefix: str) -> dict[str, list[int]]:
         raise CheckpointError(f"Cannot read checkpoint {prefix}: {error}") from None
 
 
-def check_compatible(prefix: str, variables: Mapping[str, Any], *, optional: set[str]) -> None:
-    """Raise `RestoreMismatchError` unless `prefix` holds every key of `variables`.
+def check_compatible(prefix: str, shapes: Mapping[str, Any], *, optional: set[str]) -> None:
+    """Raise `RestoreMismatchError` unless `prefix` holds every key of `shapes`, shaped alike.
 
     Keys in `optional` may be absent; keys the checkpoint has beyond them are
     reported as unexpected only when they are outside the optimizer scope
     (a checkpoint written with optimizer state restores into a run without).
     """
     stored = checkpoint_shapes(prefix)
-    missing = [k for k in variables if k not in stored and k not in optional]
+    missing = [k for k in shapes if k not in stored and k not in optional]
     unexpected = [
-        k for k in stored if k not in variables and not k.startswith(naming.OPTIMIZER_SCOPE + "/")
+        k for k in stored if k not in shapes and not k.startswith(naming.OPTIMIZER_SCOPE + "/")
     ]
     mismatched = {
-        k: (tuple(v.shape), tuple(stored[k]))
-        for k, v in variables.items()
-        if k in stored and list(v.shape) != list(stored[k])
+        k: (tuple(shape), tuple(stored[k]))
+        for k, shape in shapes.items()
+        if k in stored and list(shape) != list(stored[k])
     }
     if missing or unexpected or mismatched:
         raise RestoreMismatchError(
             prefix, missing=missing, unexpected=unexpected, mismatched=mismatched
         )
+
+
+# One small graph per variable layout, to write numpy snapshots where eager
+# execution is not available (TF1 programs, inside a session's graph).
+_GRAPH_WRITERS: dict[tuple, tuple[tf.compat.v1.Session, Any, list[Any], Any]] = {}
+
+
+def save_bundle(prefix: str, snapshot: Snapshot) -> None:
+    """Write `snapshot` as a V2 bundle at `prefix`, with the `SaveV2` op a Saver uses."""
+    if tf.executing_eagerly():
+        tf.raw_ops.SaveV2(
+            prefix=prefix,
+            tensor_names=snapshot.keys,
+            shape_and_slices=[""] * len(snapshot.keys),
+            tensors=snapshot.tensors,
+        )
+        return
+    layout = tuple((k, np.dtype(v.dtype).str, tuple(v.shape)) for k, v in zip(snapshot.keys, snapshot.tensors))
+    if layout not in _GRAPH_WRITERS:
+        graph = tf.Graph()
+        with graph.as_default():
+            prefix_input = tf.compat.v1.placeholder(tf.string, [])
+            inputs = [tf.compat.v1.placeholder(v.dtype, v.shape) for v in snapshot.tensors]
+            save = tf.raw_ops.SaveV2(
+                prefix=prefix_input, tensor_names=snapshot.keys,
+                shape_and_slices=[""] * len(snapshot.keys), tensors=inputs,
+            )
+        _GRAPH_WRITERS[layout] = (tf.compat.v1.Session(graph=graph), prefix_input, inputs, save)
+    session, prefix_input, inputs, save = _GRAPH_WRITERS[layout]
+    session.run(save, {prefix_input: prefix, **dict(zip(inputs, snapshot.tensors))})
 
 
 def is_local(path: str) -> bool:
@@ -123,19 +158,9 @@ class CheckpointWriter:
     def __init__(self, directory: str, basename: str):
         self.directory = directory.rstrip("/") or "/"
         self.basename = basename
-        self._variables: Mapping[str, Any] = {}
-
-    def bind(self, variables: Mapping[str, Any]) -> None:
-        """Set the variables every save writes."""
-        self._variables = variables
 
     def prefix(self, step: int) -> str:
         return naming.checkpoint_prefix(self.directory, self.basename, step)
-
-    def snapshot(self) -> Snapshot:
-        """The current values of the bound variables; later updates do not change them."""
-        keys = sorted(self._variables)  # the order a Saver writes in
-        return Snapshot(keys, [self._variables[k].value.read_value() for k in keys])
 
     def write(
         self, step: int, snapshot: Snapshot, *, extra_files: Mapping[str, bytes] | None = None
@@ -151,12 +176,7 @@ class CheckpointWriter:
         start = time.perf_counter()
         try:
             tf.io.gfile.makedirs(self.directory)
-            tf.raw_ops.SaveV2(
-                prefix=temp,
-                tensor_names=snapshot.keys,
-                shape_and_slices=[""] * len(snapshot.keys),
-                tensors=snapshot.tensors,
-            )
+            save_bundle(temp, snapshot)
             self._verify(temp, snapshot.keys)
             for suffix, data in (extra_files or {}).items():
                 with tf.io.gfile.GFile(temp + suffix, "wb") as f:
@@ -192,15 +212,6 @@ class CheckpointWriter:
                 f"disk has {free:,} free. HINT: free space, lower checkpoint.max_to_keep or set "
                 "checkpoint.max_total_bytes."
             )
-
-    def restore(self, prefix: str, variables: Mapping[str, Any]) -> None:
-        """Assign the checkpoint's values to `variables` (all keys must be stored)."""
-        try:
-            with _quiet_tf_logging():
-                make_saver(variables).restore(None, prefix)
-        except (tf.errors.OpError, ValueError) as error:
-            cause = getattr(error, "message", None) or str(error)
-            raise CheckpointError(f"Cannot restore checkpoint {prefix}: {cause}") from None
 
     def list_checkpoints(self) -> list[CheckpointInfo]:
         """The complete checkpoints of this basename on disk, oldest step first."""
