@@ -111,3 +111,23 @@ def test_options_the_hook_cannot_honour_are_refused(tmp_path, options, key):
     with pytest.raises(ConfigError) as raised:
         CheckpointSessionHook(directory=str(tmp_path), every_n_steps=1, **options)
     assert raised.value.key == key
+
+
+def test_the_frozen_graph_at_the_end_equals_the_session(tmp_path):
+    freeze = {"output": str(tmp_path / "frozen.pb"), "input_names": ["inputs/X"], "output_names": ["output/predict"]}
+    hook = train(tmp_path / "ckpt", 6, every_n_steps=3, freeze=freeze)
+    assert hook.frozen.max_abs_diff == 0.0
+    reader = tf.train.load_checkpoint(str(tmp_path / "ckpt" / "model.ckpt-6"))
+    expected = X @ reader.get_tensor("dense/kernel") + reader.get_tensor("dense/bias")
+    from tfcheckpointer.freeze import load_graph_def
+
+    with tf.Graph().as_default() as graph:
+        (output,) = tf.compat.v1.import_graph_def(
+            load_graph_def(str(tmp_path / "frozen.pb")), return_elements=["output/predict:0"], name=""
+        )
+    with tf.compat.v1.Session(graph=graph) as session:
+        np.testing.assert_allclose(session.run(output, {"inputs/X:0": X}), expected, rtol=1e-6)
+    import json
+
+    sidecar = json.loads((tmp_path / "frozen.pb.json").read_text())
+    assert sidecar["step"] == 6 and sidecar["checkpoint"] == str(tmp_path / "ckpt" / "model.ckpt-6")

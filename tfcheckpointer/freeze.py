@@ -2,10 +2,11 @@
 
 The steps are separate functions: `model_signature` names the inputs and
 outputs, `trace` builds the inference function (`training=False`),
-`freeze_graph_def` folds the variables into constants, `verify_graph_def`
-runs the written file in a TF1 session against the live model, and
-`freeze_model` ties them together and publishes the file atomically with a
-JSON sidecar.
+`freeze_graph_def` folds the variables into constants,
+`optimize.optimize_graph_def` (with `freeze.optimize`) strips what inference
+does not need, `verify_graph_def` runs the written file in a TF1 session
+against the live model, and `freeze_model` ties them together and publishes
+the file atomically with a JSON sidecar.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import dataclasses
 import datetime
 import hashlib
 import json
+import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -29,6 +32,11 @@ from tfcheckpointer.config import FreezeConfig
 from tfcheckpointer.errors import FreezeError, VerificationError
 from tfcheckpointer.files import atomic_write
 from tfcheckpointer.keys import stable_layer_names
+
+if TYPE_CHECKING:
+    from tfcheckpointer.optimize import OptimizeReport
+
+logger = logging.getLogger("tfcheckpointer")
 
 PROTOBUF_LIMIT_BYTES = 2**31 - 1
 """A serialized protocol buffer, hence a GraphDef, cannot reach 2 GiB."""
@@ -74,6 +82,8 @@ class FrozenGraph:
     bytes: int
     node_count: int
     max_abs_diff: float | None
+    optimized: OptimizeReport | None = None
+    """What `freeze.optimize` removed; None when it is off."""
 
 
 def _check_count(kind: str, names: Sequence[str], expected: int) -> None:
@@ -82,6 +92,12 @@ def _check_count(kind: str, names: Sequence[str], expected: int) -> None:
             f"freeze.{kind}_names has {len(names)} name(s) {list(names)}, but the model has "
             f"{expected} {kind}(s); give one name per {kind}."
         )
+
+
+def _producer(tensor: Any) -> Any:
+    """The layer that made a symbolic tensor (`operation` in Keras 3, `layer` in tf_keras)."""
+    history = tensor._keras_history
+    return getattr(history, "operation", None) or history.layer
 
 
 def model_signature(
@@ -103,9 +119,9 @@ def model_signature(
         ) from None
     layer_names = stable_layer_names(model)
     if input_names is None:
-        input_names = [layer_names[id(t._keras_history.operation)] for t in inputs]
+        input_names = [layer_names[id(_producer(t))] for t in inputs]
     if output_names is None:
-        output_names = [layer_names[id(t._keras_history.operation)] for t in outputs]
+        output_names = [layer_names[id(_producer(t))] for t in outputs]
     _check_count("input", input_names, len(inputs))
     _check_count("output", output_names, len(outputs))
 
@@ -176,8 +192,27 @@ def freeze_graph_def(
     check_freezable(model, concrete, size_limit=size_limit)
     frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
     graph_def = frozen.graph.as_graph_def()
+    clear_devices(graph_def)
+    check_no_variables(graph_def)
+    names = {n.name for n in graph_def.node}
+    absent = [t.name for t in signature.inputs + signature.outputs if t.name not in names]
+    if absent:
+        raise FreezeError(
+            f"Node name(s) {absent} did not survive tracing (they clash with names inside the "
+            "model). HINT: choose other freeze.input_names / freeze.output_names."
+        )
+    check_graph_size(graph_def, size_limit)
+    return graph_def
+
+
+def clear_devices(graph_def: tf.compat.v1.GraphDef) -> None:
+    """Remove device strings, so the graph runs wherever it is loaded."""
     for node in all_nodes(graph_def):
         node.device = ""
+
+
+def check_no_variables(graph_def: tf.compat.v1.GraphDef) -> None:
+    """Raise if a variable op or a resource placeholder is left in the graph."""
     leftovers = sorted(
         {
             f"{n.name} ({n.op})"
@@ -188,19 +223,30 @@ def freeze_graph_def(
     )
     if leftovers:
         raise FreezeError("Variables are left in the frozen graph: " + ", ".join(leftovers))
-    names = {n.name for n in graph_def.node}
-    absent = [t.name for t in signature.inputs + signature.outputs if t.name not in names]
-    if absent:
-        raise FreezeError(
-            f"Node name(s) {absent} did not survive tracing (they clash with names inside the "
-            "model). HINT: choose other freeze.input_names / freeze.output_names."
-        )
+
+
+def check_graph_size(graph_def: tf.compat.v1.GraphDef, size_limit: int) -> None:
     if graph_def.ByteSize() >= size_limit:
         raise FreezeError(
             f"The frozen graph would be {graph_def.ByteSize():,} bytes; it must stay under "
             f"{size_limit:,} bytes (the 2 GiB protobuf limit)."
         )
-    return graph_def
+
+
+def _optimize(
+    graph_def: tf.compat.v1.GraphDef, signature: ModelSignature, *, size_limit: int
+) -> tuple[tf.compat.v1.GraphDef, OptimizeReport]:
+    """`optimize.optimize_graph_def`, logged and size-checked again (folding can grow constants)."""
+    # Imported here: Grappler is loaded only by the jobs that ask for it.
+    from tfcheckpointer.optimize import optimize_graph_def
+
+    graph_def, report = optimize_graph_def(graph_def, signature)
+    check_graph_size(graph_def, size_limit)
+    logger.info(
+        "Optimized frozen graph nodes=%d->%d bytes=%d->%d",
+        report.nodes_before, report.nodes_after, report.bytes_before, report.bytes_after,
+    )
+    return graph_def, report
 
 
 def serialize(graph_def: tf.compat.v1.GraphDef, *, as_text: bool) -> bytes:
@@ -265,14 +311,7 @@ def verify_graph_def(
 ) -> float:
     """The largest absolute difference from the live model; raise above `tolerance`."""
     expected = [np.asarray(t) for t in _call_inference(model, [tf.constant(x) for x in inputs])]
-    actual = run_graph_def(graph_def, signature, inputs)
-    worst = 0.0
-    for spec, want, got in zip(signature.outputs, expected, actual):
-        diff = float(np.max(np.abs(want.astype(np.float64) - got.astype(np.float64)), initial=0.0))
-        if not diff <= tolerance:  # also catches NaN
-            raise VerificationError(spec.name, diff, tolerance)
-        worst = max(worst, diff)
-    return worst
+    return compare_outputs(signature, expected, run_graph_def(graph_def, signature, inputs), tolerance)
 
 
 def freeze_model(
@@ -295,25 +334,62 @@ def freeze_model(
             random batch of `config.verify_batch_size` rows by default.
         size_limit: Largest GraphDef accepted, in bytes.
 
-    Nothing is left at `config.output` unless verification passed.
+    Nothing is left at `config.output` unless verification passed. With
+    `config.optimize`, the optimized graph is the one verified and published.
     """
     signature = model_signature(model, config.input_names, config.output_names)
     graph_def = freeze_graph_def(model, signature, size_limit=size_limit)
+
+    def reference(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [np.asarray(t) for t in _call_inference(model, [tf.constant(x) for x in inputs])]
+
+    return publish_frozen_graph(
+        graph_def, config, signature, reference=reference, probe=probe, size_limit=size_limit,
+        description={"step": step, "checkpoint": checkpoint},
+    )
+
+
+def publish_frozen_graph(
+    graph_def: tf.compat.v1.GraphDef,
+    config: FreezeConfig,
+    signature: ModelSignature,
+    *,
+    reference: Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]],
+    probe: Sequence[np.ndarray] | None = None,
+    size_limit: int = PROTOBUF_LIMIT_BYTES,
+    description: Mapping[str, Any] | None = None,
+) -> FrozenGraph:
+    """Publish `graph_def` at `config.output` as `freeze_model` does, verified and with a sidecar.
+
+    With `config.optimize` it is optimized first (`optimize.optimize_graph_def`).
+    The file is written to a temporary name, loaded back and run in a fresh
+    TF1 session on the probe batch; its outputs must be within
+    `config.verify_tolerance` of `reference(probe)`. Only then is it renamed
+    into place and `<output>.json` written. `description` adds or sets
+    sidecar keys (`step`, `checkpoint`, ...).
+    """
+    report = None
+    if config.optimize:
+        graph_def, report = _optimize(graph_def, signature, size_limit=size_limit)
     output = config.output
     as_text = output.endswith(".pbtxt")
     data = serialize(graph_def, as_text=as_text)
-    parent = output.rsplit("/", 1)[0] if "/" in output else "."
-    tf.io.gfile.makedirs(parent)
     temp = output + naming.TEMP_INFIX
-    with tf.io.gfile.GFile(temp, "wb") as f:
-        f.write(data)
     try:
+        try:
+            tf.io.gfile.makedirs(os.path.dirname(output) or ".")
+            with tf.io.gfile.GFile(temp, "wb") as f:
+                f.write(data)
+        except (OSError, tf.errors.OpError) as error:
+            raise FreezeError(f"Cannot write {output}: {error}") from None
         max_diff = None
         if config.verify:
-            if probe is None:
-                probe = probe_inputs(signature, config.verify_batch_size)
-            max_diff = verify_graph_def(
-                load_graph_def(temp, as_text=as_text), model, signature, probe, config.verify_tolerance
+            probe = probe if probe is not None else default_probe(signature, config.verify_batch_size)
+            max_diff = compare_outputs(
+                signature,
+                reference(probe),
+                run_graph_def(load_graph_def(temp, as_text=as_text), signature, probe),
+                config.verify_tolerance,
             )
         tf.io.gfile.rename(temp, output, overwrite=True)
     finally:
@@ -321,24 +397,58 @@ def freeze_model(
             tf.io.gfile.remove(temp)
     sha256 = hashlib.sha256(data).hexdigest()
     sidecar = output + naming.SIDECAR_SUFFIX
-    description = {
+    content = {
         "format": "frozen GraphDef (text)" if as_text else "frozen GraphDef",
         "inputs": [_describe(t) for t in signature.inputs],
         "outputs": [_describe(t) for t in signature.outputs],
-        "step": step,
-        "checkpoint": checkpoint,
+        "step": None,
+        "checkpoint": None,
         "sha256": sha256,
         "bytes": len(data),
         "node_count": len(graph_def.node),
+        "optimized": report.as_dict() if report else None,
         "verified": config.verify,
         "max_abs_diff": max_diff,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tensorflow_version": tf.__version__,
         "keras_version": keras.__version__,
+        **(description or {}),
     }
-    atomic_write(sidecar, (json.dumps(description, indent=2) + "\n").encode())
-    return FrozenGraph(output, sidecar, sha256, len(data), len(graph_def.node), max_diff)
+    atomic_write(sidecar, (json.dumps(content, indent=2) + "\n").encode())
+    return FrozenGraph(output, sidecar, sha256, len(data), len(graph_def.node), max_diff, report)
+
+
+def default_probe(signature: ModelSignature, batch_size: int) -> list[np.ndarray]:
+    """`freeze.probe_inputs`, with the batch a graph fixes when it fixes one."""
+    for spec in signature.inputs:
+        if spec.shape is None:
+            raise FreezeError(
+                f"Input {spec.name!r} has an unknown shape, so no probe batch can be made. "
+                "HINT: pass verification inputs (probe=...)."
+            )
+    fixed = {s.shape[0] for s in signature.inputs if s.shape and s.shape[0] is not None}
+    batch_size = fixed.pop() if len(fixed) == 1 else batch_size
+    batch = probe_inputs(signature, batch_size)
+    # probe_inputs gives every input a batch dimension; a scalar input gets a scalar.
+    return [x if spec.shape else x.reshape(-1)[0] for spec, x in zip(signature.inputs, batch)]
+
+
+def compare_outputs(
+    signature: ModelSignature,
+    expected: Sequence[np.ndarray],
+    actual: Sequence[np.ndarray],
+    tolerance: float,
+) -> float:
+    worst = 0.0
+    for spec, want, got in zip(signature.outputs, expected, actual):
+        want, got = np.asarray(want, np.float64), np.asarray(got, np.float64)
+        diff = float(np.max(np.abs(want - got), initial=0.0))
+        if not diff <= tolerance:  # also catches NaN
+            raise VerificationError(spec.name, diff, tolerance)
+        worst = max(worst, diff)
+    return worst
 
 
 def _describe(info: TensorInfo) -> dict[str, Any]:
-    return {"name": info.name, "tensor": info.tensor, "dtype": info.dtype, "shape": list(info.shape)}
+    shape = None if info.shape is None else list(info.shape)
+    return {"name": info.name, "tensor": info.tensor, "dtype": info.dtype, "shape": shape}
