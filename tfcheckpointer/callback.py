@@ -75,7 +75,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         if optimizer is None:
             raise CheckpointError("The model has no optimizer. HINT: call model.compile() first.")
         # Keras builds the optimizer on the first step; its slots must exist to be restored.
-        if not optimizer.built:
+        if not getattr(optimizer, "built", False):
             optimizer.build(self.model.trainable_variables)
         variables = checkpoint_variables(
             self.model, include_optimizer=self.checkpoint_config.include_optimizer
@@ -133,6 +133,16 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
                     f"Wrote frozen graph {self.frozen.path} ({self.frozen.node_count} nodes, "
                     f"max diff {self.frozen.max_abs_diff})."
                 )
+
+    # tf_keras (Keras 2, TF_USE_LEGACY_KERAS=1) asks its callbacks which batch hooks they use.
+    def _implements_train_batch_hooks(self) -> bool:
+        return True
+
+    def _implements_test_batch_hooks(self) -> bool:
+        return False
+
+    def _implements_predict_batch_hooks(self) -> bool:
+        return False
 
     @staticmethod
     def _print(message: str) -> None:

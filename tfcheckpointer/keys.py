@@ -50,7 +50,7 @@ def _child_names(children: list[Any]) -> list[str]:
 
 
 def _children(layer: Any) -> list[Any]:
-    return layer._flatten_layers(include_self=False, recursive=False)
+    return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
 def stable_layer_names(model: Any) -> dict[int, str]:
@@ -61,9 +61,20 @@ def stable_layer_names(model: Any) -> dict[int, str]:
 
 def _own_variables(layer: Any) -> list[Any]:
     """The variables a layer creates itself, not those of its sublayers."""
-    own = list(layer._trainable_variables) + list(layer._non_trainable_variables)
-    own += [generator.state for generator in getattr(layer, "_seed_generators", [])]
-    return own
+    if hasattr(layer, "_trainable_variables"):  # Keras 3
+        own = list(layer._trainable_variables) + list(layer._non_trainable_variables)
+        return own + [generator.state for generator in getattr(layer, "_seed_generators", [])]
+    return list(layer._trainable_weights) + list(layer._non_trainable_weights)  # tf_keras
+
+
+def variable_path(variable: Any) -> str:
+    """Keras's own path of a variable: `dense_2/kernel` (Keras 3) or its TF name without `:0`."""
+    return getattr(variable, "path", None) or variable.name.split(":")[0]
+
+
+def _short_name(variable: Any) -> str:
+    """`kernel` for Keras 3's `kernel` and tf_keras's `dense_2/kernel:0` alike."""
+    return variable.name.split(":")[0].rsplit("/", 1)[-1]
 
 
 def model_variable_keys(model: Any) -> dict[str, Any]:
@@ -72,7 +83,7 @@ def model_variable_keys(model: Any) -> dict[str, Any]:
 
     def visit(layer: Any, scope: str) -> None:
         for variable in _own_variables(layer):
-            pairs.append((f"{scope}{variable.name}", variable))
+            pairs.append((f"{scope}{_short_name(variable)}", variable))
         children = _children(layer)
         for child, name in zip(children, _child_names(children)):
             visit(child, f"{scope}{name}/")
@@ -80,7 +91,7 @@ def model_variable_keys(model: Any) -> dict[str, Any]:
     visit(model, "")
     _check_unique(pairs)
     keys = {id(variable): key for key, variable in pairs}
-    unreached = [v.path for v in model.variables if id(v) not in keys]
+    unreached = [variable_path(v) for v in model.variables if id(v) not in keys]
     if unreached:
         raise KeyCollisionError({"<not found by walking the layers>": unreached})
     return {keys[id(v)]: v for v in model.variables}
@@ -89,23 +100,30 @@ def model_variable_keys(model: Any) -> dict[str, Any]:
 def optimizer_variable_keys(optimizer: Any, model_keys: dict[str, Any]) -> dict[str, Any]:
     """Map stable keys to the optimizer's variables.
 
-    Keras names a slot variable `<reference path with '/' as '_'>_<slot>`; the
-    slot is filed under the reference variable's stable key.
+    A slot variable is filed under its reference variable's stable key. Keras 3
+    names it `<reference path with '/' as '_'>_<slot>`; tf_keras
+    `[<optimizer>/]<slot>/<reference path>`.
     """
-    flat_paths = {v.path.replace("/", "_"): key for key, v in model_keys.items()}
+    flat_paths = {variable_path(v).replace("/", "_"): key for key, v in model_keys.items()}
+    paths = {variable_path(v): key for key, v in model_keys.items()}
+    variables = optimizer.variables() if callable(optimizer.variables) else optimizer.variables
     pairs = []
-    for variable in optimizer.variables:
+    for variable in variables:
         if variable is optimizer.iterations:
             pairs.append((GLOBAL_STEP_KEY, variable))
             continue
-        name = variable.name
+        name = variable.name.split(":")[0]
         owners = [flat for flat in flat_paths if name.startswith(flat + "_")]
+        legacy = [path for path in paths if name.endswith("/" + path)]
         if owners:
             owner = max(owners, key=len)
-            slot = name[len(owner) + 1 :]
-            pairs.append((f"{OPTIMIZER_SCOPE}/{flat_paths[owner]}/{slot}", variable))
+            pairs.append((f"{OPTIMIZER_SCOPE}/{flat_paths[owner]}/{name[len(owner) + 1 :]}", variable))
+        elif legacy:
+            owner = max(legacy, key=len)
+            slot = name[: -len(owner) - 1].rsplit("/", 1)[-1]
+            pairs.append((f"{OPTIMIZER_SCOPE}/{paths[owner]}/{slot}", variable))
         else:
-            pairs.append((f"{OPTIMIZER_SCOPE}/{name}", variable))
+            pairs.append((f"{OPTIMIZER_SCOPE}/{name.split('/', 1)[-1]}", variable))
     _check_unique(pairs)
     return dict(pairs)
 
@@ -113,7 +131,7 @@ def optimizer_variable_keys(optimizer: Any, model_keys: dict[str, Any]) -> dict[
 def _check_unique(pairs: list[tuple[str, Any]]) -> None:
     by_key: dict[str, list[str]] = collections.defaultdict(list)
     for key, variable in pairs:
-        by_key[key].append(variable.path)
+        by_key[key].append(variable_path(variable))
     collisions = {key: paths for key, paths in by_key.items() if len(paths) > 1}
     if collisions:
         raise KeyCollisionError(collisions)
@@ -131,5 +149,7 @@ def checkpoint_variables(model: Any, *, include_optimizer: bool) -> dict[str, An
         optimizer_keys = {GLOBAL_STEP_KEY: optimizer_keys[GLOBAL_STEP_KEY]}
     clash = sorted(set(model_keys) & set(optimizer_keys))
     if clash:
-        raise KeyCollisionError({key: [model_keys[key].path, optimizer_keys[key].path] for key in clash})
+        raise KeyCollisionError(
+            {key: [variable_path(model_keys[key]), variable_path(optimizer_keys[key])] for key in clash}
+        )
     return {**model_keys, **optimizer_keys}

@@ -30,6 +30,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tfcheckpointer import naming
 from tfcheckpointer.errors import FreezeError
 from tfcheckpointer.files import atomic_write
+from tfcheckpointer.writer import tf_variable
 from tfcheckpointer.freeze import (
     UNFREEZABLE_OPS,
     ModelSignature,
@@ -83,7 +84,7 @@ def build_meta_graph(
     concrete = trace(model, signature)
     _check_exportable(model, concrete)
     _check_names_survived(concrete, signature)
-    key_of_handle = {id(_tf_variable(v).handle): key for key, v in variables.items()}
+    key_of_handle = {id(tf_variable(v).handle): key for key, v in variables.items()}
 
     graph = tf.Graph()
     with graph.as_default():
@@ -151,11 +152,6 @@ def write_graph_def(graph_def: tf.compat.v1.GraphDef, path: str) -> str:
     return path
 
 
-def _tf_variable(variable: Any) -> tf.Variable:
-    """The `tf.Variable` behind a Keras variable (or the variable itself)."""
-    return getattr(variable, "value", variable)
-
-
 def _check_exportable(model: keras.Model, concrete: Any) -> None:
     offending = sorted(
         {n.op for n in all_nodes(concrete.graph.as_graph_def()) if UNFREEZABLE_OPS.search(n.op)}
@@ -194,7 +190,7 @@ def _check_names_survived(concrete: Any, signature: ModelSignature) -> None:
 
 def _graph_variable(key: str, variable: Any) -> tf.Variable:
     """A zero-initialised resource variable whose op is named exactly `key`."""
-    source = _tf_variable(variable)
+    source = tf_variable(variable)
     try:
         created = tf.Variable(
             lambda: tf.zeros(source.shape, source.dtype),
