@@ -37,6 +37,25 @@ def mlp(*, steps_per_execution: int = 1, seed: int = 1):
     return model
 
 
+def convnet():
+    """A compiled 6x6x2 -> 3-class convnet with batch norm and dropout."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
 @pytest.fixture
 def make_mlp():
     return mlp

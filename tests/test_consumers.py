@@ -30,7 +30,7 @@ import onnxruntime
 import pytest
 import tensorflow as tf
 
-from conftest import mlp
+from conftest import convnet, mlp
 from tfcheckpointer.config import FreezeConfig
 from tfcheckpointer.freeze import freeze_model, load_graph_def
 
@@ -53,20 +53,6 @@ for case in json.load(open(sys.argv[1])):
         report[case["name"]] = traceback.format_exc()
 print("REPORT " + json.dumps(report))
 '''
-
-
-def convnet() -> keras.Model:
-    keras.utils.set_random_seed(3)
-    return keras.Sequential(
-        [
-            keras.Input((6, 6, 2)),
-            keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
-            keras.layers.BatchNormalization(),
-            keras.layers.Flatten(),
-            keras.layers.Dropout(0.5),
-            keras.layers.Dense(3, activation="softmax"),
-        ]
-    )
 
 
 def two_in_two_out() -> keras.Model:

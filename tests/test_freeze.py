@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import mlp
+from conftest import convnet, mlp
 from tfcheckpointer import CheckpointCallback
 from tfcheckpointer.config import FreezeConfig
 from tfcheckpointer.errors import FreezeError, VerificationError
@@ -41,22 +41,6 @@ def run_in_tf1_session(path, feeds: dict[str, np.ndarray], outputs: list[str]) -
         )
     with tf.compat.v1.Session(graph=graph) as session:
         return session.run(results, {placeholders[n]: v for n, v in feeds.items()})
-
-
-def convnet():
-    keras.utils.set_random_seed(3)
-    model = keras.Sequential(
-        [
-            keras.Input((6, 6, 2)),
-            keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
-            keras.layers.BatchNormalization(),
-            keras.layers.Flatten(),
-            keras.layers.Dropout(0.5),
-            keras.layers.Dense(3, activation="softmax"),
-        ]
-    )
-    model.compile("adam", "sparse_categorical_crossentropy")
-    return model
 
 
 def two_in_two_out():

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import mlp
+from conftest import convnet, mlp
 from tfcheckpointer import keys, writer
 from tfcheckpointer.errors import FreezeError
 from tfcheckpointer.freeze import load_graph_def, model_signature
@@ -65,21 +65,9 @@ json.dump(report, open(sys.argv[2], "w"))
 '''
 
 
-def convnet() -> tuple[keras.Model, np.ndarray, np.ndarray]:
-    keras.utils.set_random_seed(3)
-    model = keras.Sequential(
-        [
-            keras.Input((6, 6, 2)),
-            keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
-            keras.layers.BatchNormalization(),
-            keras.layers.Flatten(),
-            keras.layers.Dropout(0.5),
-            keras.layers.Dense(3, activation="softmax"),
-        ]
-    )
-    model.compile("adam", "sparse_categorical_crossentropy")
+def convnet_case() -> tuple[keras.Model, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(3)
-    return model, rng.standard_normal((16, 6, 6, 2)).astype("float32"), rng.integers(0, 3, 16)
+    return convnet(), rng.standard_normal((16, 6, 6, 2)).astype("float32"), rng.integers(0, 3, 16)
 
 
 def recurrent() -> tuple[keras.Model, np.ndarray, np.ndarray]:
@@ -127,7 +115,7 @@ class Case:
 # import_graph_def would rename were the variables created first.
 CASES = [
     ("mlp", small_mlp, None, None, True),
-    ("convnet", convnet, ["inputs/X"], ["output/predict"], True),
+    ("convnet", convnet_case, ["inputs/X"], ["output/predict"], True),
     ("two-in-two-out", two_in_two_out, None, None, True),
     ("lstm", recurrent, ["inputs/X"], ["output/predict"], True),
     ("mlp-without-optimizer", small_mlp, None, None, False),

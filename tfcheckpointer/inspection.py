@@ -83,7 +83,7 @@ from tfcheckpointer.errors import CheckpointError, FreezeError
 from tfcheckpointer.freeze import VARIABLE_OPS
 
 GRAPH_DEF_SUFFIXES = {".pb": "binary", ".pbtxt": "text"}
-META_GRAPH_SUFFIX = ".meta"
+META_GRAPH_SUFFIX = naming.META_SUFFIX
 SUPPORTED = "a checkpoint directory or prefix, a .pb / .pbtxt GraphDef or a .meta MetaGraphDef"
 
 _SAVER_OPS = frozenset(
