@@ -332,10 +332,11 @@ def test_bad_basename_is_rejected(basename):
     assert info.value.key == "checkpoint.basename"
 
 
-def test_seed_must_be_a_non_negative_integer():
-    data = VALID | {"seed": -1}
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_must_be_one_numpy_accepts(seed):
+    data = VALID | {"seed": seed}
 
-    with pytest.raises(ConfigError, match="expected an integer >= 0, got -1") as info:
+    with pytest.raises(ConfigError, match=f"expected an integer from 0 to 4294967295, got {seed}") as info:
         parse_config(data)
 
     assert info.value.key == "seed"

@@ -101,9 +101,6 @@ TFLITE_TENSOR_LIST = "Lowering tensor list ops is failed"
 LIMITATIONS = {
     ("lstm", "tflite"): TFLITE_TENSOR_LIST,
     ("gru", "tflite"): TFLITE_TENSOR_LIST,
-    # tf2onnx reports success but leaves the TensorFlow op in the ONNX graph.
-    ("lstm", "onnx"): "TensorListReserve",
-    ("gru", "onnx"): "TensorListReserve",
 }
 SUPPORTED = [(m, c) for m in MODELS for c in CONSUMERS if (m, c) not in LIMITATIONS]
 
@@ -260,18 +257,4 @@ def test_tflite_select_tf_ops_convert_but_the_wheel_interpreter_lacks_flex(froze
     content = converter.convert()
     with pytest.raises(RuntimeError, match=r"FlexTensorListReserve\) failed to prepare"):
         run_tflite_model(content, frozen[model])
-
-
-@pytest.mark.parametrize("model", limited("onnx"))
-def test_tf2onnx_leaves_the_frozen_recurrent_loop_unconverted(frozen, onnx_conversions, model):
-    assert onnx_conversions[model] is None  # the command line reports success
-    path = frozen[model].onnx_path
-    assert LIMITATIONS[model, "onnx"] in {node.op_type for node in onnx.load(path).graph.node}
-    with pytest.raises(
-        onnx.checker.ValidationError, match="No Op registered for TensorListReserve"
-    ):
-        onnx.checker.check_model(path)
-    with pytest.raises(Exception, match="INVALID_ARGUMENT") as error:
-        onnx_session(path)
-    assert error.type.__name__ == "InvalidArgument"
 

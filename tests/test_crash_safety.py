@@ -20,7 +20,7 @@ import tensorflow as tf
 from conftest import mlp
 from tfcheckpointer import CheckpointCallback
 from tfcheckpointer.config import CheckpointConfig
-from tfcheckpointer.errors import CheckpointError
+from tfcheckpointer.errors import CheckpointError, RestoreMismatchError
 from tfcheckpointer.keys import checkpoint_variables
 from tfcheckpointer.lock import DirectoryLock, DirectoryLockedError
 from tfcheckpointer.manager import CheckpointManager
@@ -227,8 +227,9 @@ def test_async_background_error_with_warn_lets_training_go_on(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
         fit(mlp(), callback)
     warnings = [r.getMessage() for r in caplog.records if "training goes on" in r.getMessage()]
+    # Step 8 twice: a failed save does not count as saved, so train end tries it again.
     assert [w.split(":")[0] for w in warnings] == [f"Cannot write {directory}/graph.pbtxt"] + [
-        f"Cannot write checkpoint {directory}/model.ckpt-{step}" for step in (2, 4, 6, 8)
+        f"Cannot write checkpoint {directory}/model.ckpt-{step}" for step in (2, 4, 6, 8, 8)
     ]
 
 
@@ -294,7 +295,8 @@ def test_a_disk_that_fills_up_mid_write_keeps_the_previous_checkpoint(tmp_path, 
             else:
                 fit(model, callback)
                 failures = [r.getMessage() for r in caplog.records if "training goes on" in r.getMessage()]
-                assert len(failures) == 2 and "model.ckpt-12" in failures[0]
+                # Steps 12 and 16, then 16 again at train end: a failed save is not a saved step.
+                assert len(failures) == 3 and "model.ckpt-12" in failures[0]
         assert steps_on_disk(disk) == [8]
         assert {p.name: p.read_bytes() for p in disk.iterdir() if p.name.startswith("model.ckpt-8")} == good
         assert not [p.name for p in disk.iterdir() if "tmp" in p.name]
@@ -330,7 +332,7 @@ def test_permission_denied_keeps_the_previous_checkpoint(tmp_path, on_error):
         assert "tfcheckpointer.errors.CheckpointError" in output
     else:
         assert second.returncode == 0 and "done" in output
-        assert output.count("training goes on") == 2  # steps 3 and 4
+        assert output.count("training goes on") == 3  # steps 3 and 4, and 4 again at train end
     assert {p.name: p.read_bytes() for p in directory.iterdir() if p.name.startswith("model.ckpt")} == before
 
 
@@ -440,3 +442,89 @@ def test_kill_9_at_random_moments_always_resumes_from_a_complete_checkpoint(tmp_
     reader = tf.train.load_checkpoint(prefix)
     for key, variable in checkpoint_variables(model, include_optimizer=True).items():
         np.testing.assert_allclose(reader.get_tensor(key), variable.numpy(), rtol=0, atol=1e-6, err_msg=key)
+
+
+# --- Resume edge cases ---------------------------------------------------------------------
+
+
+def test_a_signal_left_from_a_failed_fit_does_not_stop_the_next(tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+    model = mlp()
+    callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=8)
+    callback.set_model(model)
+    callback.on_train_begin()  # then fit() "dies": on_train_end never comes ...
+    os.kill(os.getpid(), signal.SIGINT)  # ... and Ctrl-C is pressed outside training
+    fit(model, callback)  # the same callback trains again, to the end
+    assert steps_on_disk(tmp_path) == [8]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_failed_restore_is_tried_again_on_the_next_fit(tmp_path):
+    import keras
+
+    fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=8))
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(1)])
+    other.compile("adam", "mse")
+    callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=8)
+    for _ in range(2):  # never "succeeds silently" into a fresh run over the old checkpoints
+        with pytest.raises(RestoreMismatchError):
+            fit(other, callback)
+        callback.manager.close()
+    assert steps_on_disk(tmp_path) == [8]
+
+
+def test_another_savers_entry_in_the_state_file_is_not_resumed_from(tmp_path):
+    fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=8))
+    # The user's own Saver writes `best-99` into the same directory and state file.
+    with tf.Graph().as_default():
+        v = tf.compat.v1.get_variable("v", [1])
+        saver = tf.compat.v1.train.Saver([v])
+        with tf.compat.v1.Session() as session:
+            session.run(v.initializer)
+            saver.save(session, str(tmp_path / "best"), global_step=99)
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("best-99")
+    model = mlp()
+    callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=8)
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.manager.close()
+    assert int(model.optimizer.iterations.numpy()) == 8
+
+
+def test_a_damaged_state_file_falls_back_to_the_files(tmp_path, caplog):
+    fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=4))
+    (tmp_path / "checkpoint").write_text("")  # e.g. a power cut before the data reached the disk
+    model = mlp()
+    callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=4)
+    callback.set_model(model)
+    with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
+        callback.on_train_begin()
+    callback.manager.close()
+    assert int(model.optimizer.iterations.numpy()) == 8
+    assert any("Ignoring" in r.getMessage() for r in caplog.records)
+
+
+def test_rewriting_an_existing_step_first_points_the_state_file_away(tmp_path):
+    fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=4, max_to_keep=None))
+    old = (tmp_path / "model.ckpt-4.data-00000-of-00001").read_bytes()
+    model = mlp(seed=5)
+    fit(model, CheckpointCallback(directory=str(tmp_path), every_n_steps=4, restore="none", max_to_keep=None), epochs=1, rows=32)
+    assert steps_on_disk(tmp_path) == [4, 8]
+    assert tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.ckpt-4")
+    assert (tmp_path / "model.ckpt-4.data-00000-of-00001").read_bytes() != old
+    np.testing.assert_array_equal(
+        tf.train.load_checkpoint(str(tmp_path / "model.ckpt-4")).get_tensor("dense/kernel"),
+        model.layers[0].kernel.numpy(),
+    )
+
+
+def test_a_warm_start_is_not_repeated_once_the_run_has_checkpoints(tmp_path):
+    fit(mlp(), CheckpointCallback(directory=str(tmp_path / "pretrained"), every_n_steps=8))
+    config = dict(directory=str(tmp_path / "finetune"), every_n_steps=4, restore=str(tmp_path / "pretrained" / "model.ckpt-8"))
+    first = mlp()
+    fit(first, CheckpointCallback(**config))
+    assert int(first.optimizer.iterations.numpy()) == 16  # 8 restored + 8 trained
+    second = mlp()
+    fit(second, CheckpointCallback(**config))  # a restart of the same job
+    assert int(second.optimizer.iterations.numpy()) == 24  # resumed from its own step 16
+    assert steps_on_disk(tmp_path / "finetune") == [12, 16, 20, 24]

@@ -93,8 +93,8 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
                 serialize(graph_def, as_text=graph_format == "pbtxt"),
             )
         if not self._restored_once:
-            self._restored_once = True
             self.manager.restore(current_step=self.step)
+            self._restored_once = True
 
     def _meta_graph(self, variables: Mapping[str, Any]) -> Any:
         """The run's MetaGraphDef, built once: the graph does not change between saves."""

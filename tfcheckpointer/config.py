@@ -356,11 +356,18 @@ def _or_null(check: Check) -> Check:
     return check_or_null
 
 
-def _integer(minimum: int) -> Check:
+def _integer(minimum: int, maximum: int | None = None) -> Check:
+    expected = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
+
     def check(context: _Context, key: str, value: Any) -> int:
         # bool is an int subclass, but `every_n_steps: true` is a mistake.
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise context.expected(key, f"an integer >= {minimum}", value)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
+            raise context.expected(key, expected, value)
         return value
 
     return check
@@ -634,6 +641,6 @@ _JOB_FIELDS: dict[str, Check] = {
     "model": _or_null(_factory),
     "data": _or_null(_factory),
     "fit": _fit,
-    # numpy rejects negative seeds.
-    "seed": _or_null(_integer(0)),
+    # numpy accepts seeds in [0, 2**32 - 1].
+    "seed": _or_null(_integer(0, 2**32 - 1)),
 }

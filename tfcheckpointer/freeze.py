@@ -190,7 +190,7 @@ def freeze_graph_def(
     """A GraphDef of `model`'s inference function with every variable a constant."""
     concrete = trace(model, signature)
     check_freezable(model, concrete, size_limit=size_limit)
-    frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
+    frozen = convert_to_constants.convert_variables_to_constants_v2(concrete, lower_control_flow=False)
     graph_def = frozen.graph.as_graph_def()
     clear_devices(graph_def)
     check_no_variables(graph_def)

@@ -10,6 +10,7 @@ checkpoint in the directory, including those left by earlier runs.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -93,6 +94,12 @@ class CheckpointManager:
         """
         if isinstance(variables, Mapping):
             variables = EagerVariables(variables)
+        # An earlier run of this manager may have died (no on_end) with a write in
+        # flight: its temp files are not leftovers, and its error was logged already.
+        if self._background is not None:
+            earlier = self._background.wait()
+            if earlier is not None:
+                logger.warning("A background write of an earlier run failed: %s", earlier)
         if self._lock is not None:
             self._lock.acquire()
         for name in self.writer.remove_stale_temp_files():
@@ -100,6 +107,8 @@ class CheckpointManager:
         self._variables = variables
         self._extra_files = dict(extra_files or {})
         self.last_save = LastSave(step=step, time=self._clock())
+        self.last_published_step = step
+        self._signals.received = None
         self._signals.install()
 
     def on_step(self, step: int) -> SavedCheckpoint | None:
@@ -111,13 +120,23 @@ class CheckpointManager:
         return None
 
     def on_end(self, step: int) -> SavedCheckpoint | None:
-        """Save the final step unless it is saved already, and wait for every write."""
+        """Save the final step unless it is on disk already, and wait for every write.
+
+        A save that failed earlier (under `on_error: warn`, or in the
+        background) does not count: the final step is tried again.
+        """
         if self._signals.received is not None:
             self._stop_for_signal(step)
         saved = None
-        if self.config.save_at_train_end and step > self.last_save.step:
-            saved = self.save(step)
-        self.close()
+        try:
+            self.wait()
+            if self.config.save_at_train_end and step > self.last_published_step:
+                saved = self.save(step)
+        finally:
+            self.close()
+        # A signal that came during the final save is honoured now that it is written.
+        if self._signals.received is not None:
+            self._signals.resume_signal()
         return saved
 
     def close(self) -> None:
@@ -196,6 +215,7 @@ class CheckpointManager:
         except (tf.errors.OpError, OSError) as error:
             cause = getattr(error, "message", None) or str(error)
             raise CheckpointError(f"Cannot write checkpoint {self.writer.prefix(step)}: {cause}") from error
+        self._unpublish(step)
         saved = self.writer.write(step, snapshot, extra_files=self._extra_files)
         try:
             on_disk = self.writer.list_checkpoints()
@@ -210,6 +230,7 @@ class CheckpointManager:
                 f"Wrote {saved.prefix} but could not update {self.writer.directory}: {error}"
             ) from error
         self.last_checkpoint = saved.prefix
+        self.last_published_step = step
         logger.info(
             "Saved checkpoint step=%d path=%s bytes=%d seconds=%.3f",
             saved.step, saved.prefix, saved.bytes, saved.seconds,
@@ -220,6 +241,20 @@ class CheckpointManager:
         )
         return saved
 
+    def _unpublish(self, step: int) -> None:
+        """Before a step is written again (a restart that went back), point the
+        state file away from its old files, so it never names a half-replaced one."""
+        try:
+            on_disk = self.writer.list_checkpoints()
+            if any(c.step == step for c in on_disk):
+                others = [c for c in on_disk if c.step != step]
+                self.writer.write_state(others, latest=others[-1].step if others else None)
+                self.writer.delete(step)
+        except (tf.errors.OpError, OSError) as error:
+            raise CheckpointError(
+                f"Cannot replace {self.writer.prefix(step)}: {error}"
+            ) from error
+
     # --- Restoring ----------------------------------------------------------------
 
     def restore(self, *, current_step: int = 0) -> int | None:
@@ -227,9 +262,10 @@ class CheckpointManager:
 
         Unreadable checkpoints (truncated, missing shard) are skipped with a
         warning, and the newest readable one is used; with `restore: latest`
-        they are also set aside (`<prefix>.corrupt.*`). A model already at or
-        past the newest checkpoint's step (a second `fit()` in one process)
-        keeps its state rather than going back.
+        unreadable ones of this run's own directory are also set aside
+        (`<prefix>.corrupt.*`). When resuming, a model already at or past the
+        newest checkpoint's step (a second `fit()` in one process) keeps its
+        state rather than going back.
         """
         mode = self.config.restore
         if mode == RESTORE_NONE:
@@ -238,12 +274,12 @@ class CheckpointManager:
         skipped: list[str] = []
         for prefix in candidates:
             try:
-                step = self._restore_one(prefix, current_step)
+                step = self._restore_one(prefix, current_step, resuming=not required)
             except RestoreMismatchError:
                 raise
             except CheckpointError as error:
                 skipped.append(f"{prefix} ({error})")
-                if mode == RESTORE_LATEST:
+                if not required:  # our own directory
                     aside = self.writer.set_aside(prefix)
                     logger.warning("Set unreadable checkpoint %s aside as %s.", prefix, aside)
                 continue
@@ -260,9 +296,23 @@ class CheckpointManager:
         return None
 
     def _restore_candidates(self) -> tuple[list[str], bool]:
+        """Checkpoints to try, best first, and whether one of them must be restored.
+
+        A prefix or directory in another directory starts a new run from it (a
+        warm start): once this run has checkpoints of its own, a restart resumes
+        from those instead of going back to the starting point.
+        """
         restore = self.config.restore
+        own = self.writer.candidates()
         if restore == RESTORE_LATEST:
-            return self.writer.candidates(), False
+            return own, False
+        source = restore if tf.io.gfile.isdir(restore) else os.path.dirname(restore)
+        if own and not _same_directory(source, self.writer.directory):
+            logger.info(
+                "checkpoint.restore names %s, but %s holds this run's own checkpoints; "
+                "resuming from those.", restore, self.writer.directory,
+            )
+            return own, False
         if tf.io.gfile.isdir(restore):
             found = CheckpointWriter(restore, self.config.basename).candidates()
             if not found:
@@ -279,7 +329,7 @@ class CheckpointManager:
             )
         return [restore], True
 
-    def _restore_one(self, prefix: str, current_step: int) -> int | None:
+    def _restore_one(self, prefix: str, current_step: int, *, resuming: bool) -> int | None:
         shapes = self._variables.shapes()
         optional = {k for k in shapes if k.startswith(naming.OPTIMIZER_SCOPE + "/")}
         check_compatible(prefix, shapes, optional=optional)
@@ -287,7 +337,7 @@ class CheckpointManager:
             step = int(tf.train.load_checkpoint(prefix).get_tensor(naming.GLOBAL_STEP_KEY))
         except Exception as error:  # the C++ reader maps file damage to many Python types
             raise CheckpointError(f"Cannot read {naming.GLOBAL_STEP_KEY} from {prefix}: {error}") from None
-        if self.config.restore == RESTORE_LATEST and 0 < step <= current_step:
+        if resuming and 0 < step <= current_step:
             logger.info("Model is at step %d, past %s; not restoring.", current_step, prefix)
             return None
         present = set(checkpoint_shapes(prefix))
@@ -297,6 +347,7 @@ class CheckpointManager:
             )
         self._variables.restore(prefix, [k for k in shapes if k in present])
         self.last_save = LastSave(step=step, time=self._clock())
+        self.last_published_step = step
         self.last_checkpoint = prefix
         logger.info("Restored checkpoint step=%d path=%s", step, prefix)
         self._say(f"Restored {prefix} (step {step}).")
@@ -305,3 +356,9 @@ class CheckpointManager:
     def _say(self, message: str) -> None:
         if self._announce is not None:
             self._announce(message)
+
+
+def _same_directory(a: str, b: str) -> bool:
+    if is_local(a) and is_local(b):
+        return os.path.realpath(a or ".") == os.path.realpath(b or ".")
+    return a.rstrip("/") == b.rstrip("/")

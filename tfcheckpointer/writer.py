@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import re
 import shutil
 import time
 from collections.abc import Iterator, Mapping
@@ -228,11 +229,15 @@ class CheckpointWriter:
     def candidates(self) -> list[str]:
         """Checkpoint prefixes to resume from, best first: the state file's, then by step."""
         prefixes = [self.prefix(c.step) for c in reversed(self.list_checkpoints())]
-        state = tf.train.get_checkpoint_state(self.directory)
-        if state and state.model_checkpoint_path:
+        try:
+            state = tf.train.get_checkpoint_state(self.directory)
+        except (ValueError, tf.errors.OpError) as error:  # a damaged state file
+            logger.warning("Ignoring %s/%s: %s", self.directory, naming.STATE_FILENAME, error)
+            state = None
+        # Only the state file's pick among our own checkpoints (another Saver may share it).
+        if state and state.model_checkpoint_path in prefixes:
             path = state.model_checkpoint_path
-            if tf.io.gfile.exists(path + naming.INDEX_SUFFIX):
-                prefixes = [path] + [p for p in prefixes if p != path]
+            prefixes = [path] + [p for p in prefixes if p != path]
         return prefixes
 
     def latest(self) -> str | None:
@@ -256,13 +261,15 @@ class CheckpointWriter:
         """Delete what a crashed save left behind; never a finished checkpoint."""
         if not tf.io.gfile.isdir(self.directory):
             return []
+        ours = re.compile(re.escape(self.basename) + r"-\d+" + re.escape(naming.TEMP_INFIX))
+        single = {
+            name + naming.TEMP_INFIX
+            for name in [naming.STATE_FILENAME, *naming.GRAPH_DEF_FILENAMES.values()]
+        }
         stale = [
             name for name in tf.io.gfile.listdir(self.directory)
-            if name.startswith(self.basename + "-") and naming.TEMP_INFIX in name
+            if ours.match(name) or name.rstrip("/") in single
         ]
-        state_temp = naming.STATE_FILENAME + naming.TEMP_INFIX
-        if tf.io.gfile.exists(f"{self.directory}/{state_temp}"):
-            stale.append(state_temp)
         for name in stale:
             path = f"{self.directory}/{name.rstrip('/')}"
             if tf.io.gfile.isdir(path):
@@ -271,15 +278,15 @@ class CheckpointWriter:
                 tf.io.gfile.remove(path)
         return stale
 
-    def write_state(self, checkpoints: list[CheckpointInfo], latest: int) -> None:
-        """Atomically point the `checkpoint` state file at step `latest`.
+    def write_state(self, checkpoints: list[CheckpointInfo], latest: int | None) -> None:
+        """Atomically point the `checkpoint` state file at step `latest` (None: at nothing).
 
         `checkpoints` are all those kept; `latest` goes last, as TF expects.
         """
         checkpoints = sorted(checkpoints, key=lambda c: (c.step == latest, c.step))
         names = [f"{self.basename}-{c.step}" for c in checkpoints]
         state = checkpoint_state_pb2.CheckpointState(
-            model_checkpoint_path=f"{self.basename}-{latest}",
+            model_checkpoint_path="" if latest is None else f"{self.basename}-{latest}",
             all_model_checkpoint_paths=names,
             all_model_checkpoint_timestamps=[c.timestamp for c in checkpoints],
         )
