@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "CheckpointCallback": "tfcheckpointer.callback",
     "CheckpointManager": "tfcheckpointer.manager",
+    "CheckpointSessionHook": "tfcheckpointer.hook",
     "freeze_model": "tfcheckpointer.freeze",
     "load_config": "tfcheckpointer.config",
     "parse_config": "tfcheckpointer.config",
