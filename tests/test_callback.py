@@ -269,3 +269,34 @@ def test_other_keras_backends_are_refused_at_construction(tmp_path):
     assert result.returncode == 1
     assert "BackendError: tfcheckpointer writes TensorFlow checkpoints" in result.stderr
     assert "'jax' backend" in result.stderr
+
+
+class Subclassed(__import__("keras").Model):
+    """A subclassed model with no input shape: Keras creates its variables in the first step."""
+
+    def __init__(self):
+        import keras
+
+        super().__init__()
+        self.hidden = keras.layers.Dense(4)
+        self.out = keras.layers.Dense(1)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+def test_a_model_built_by_its_first_step_is_checkpointed_and_resumed(tmp_path, data):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    trained = Subclassed()
+    trained.compile("adam", "mse")
+    fit(trained, data, CheckpointCallback(directory=str(tmp_path), every_n_steps=4))
+    assert steps_on_disk(tmp_path) == [4, 8]
+    fresh = Subclassed()
+    fresh.compile("adam", "mse")
+    fit(fresh, data, CheckpointCallback(directory=str(tmp_path), every_n_steps=4))
+    # The first step built it; the restore after that step brought back step 8 (that
+    # step's update is overwritten), and the epoch's 7 other batches continued from there.
+    assert int(fresh.optimizer.iterations.numpy()) == 8 + 7
+    assert steps_on_disk(tmp_path)[-2:] == [12, 15]

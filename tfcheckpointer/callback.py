@@ -28,6 +28,10 @@ def require_tensorflow_backend() -> None:
         )
 
 
+def _is_built(model: Any) -> bool:
+    return all(getattr(layer, "built", True) for layer in [model, *model._flatten_layers()])
+
+
 class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
     """Saves TF1 Saver checkpoints every N optimizer steps and freezes the model at the end.
 
@@ -65,15 +69,25 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         )
         self.frozen: FrozenGraph | None = None
         self._restored_once = False
+        self._waiting_for_build = False
 
     @property
     def step(self) -> int:
         return int(self.model.optimizer.iterations.numpy())
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
-        optimizer = getattr(self.model, "optimizer", None)
-        if optimizer is None:
+        if getattr(self.model, "optimizer", None) is None:
             raise CheckpointError("The model has no optimizer. HINT: call model.compile() first.")
+        self._waiting_for_build = not _is_built(self.model)
+        if self._waiting_for_build:
+            # A subclassed model without an input shape gets its variables in its first
+            # step; everything that step changes is overwritten by the restore after it.
+            logger.info("The model is built by its first step; checkpointing starts after it.")
+            return
+        self._start(current_step=self.step)
+
+    def _start(self, *, current_step: int) -> None:
+        optimizer = self.model.optimizer
         # Keras builds the optimizer on the first step; its slots must exist to be restored.
         if not getattr(optimizer, "built", False):
             optimizer.build(self.model.trainable_variables)
@@ -93,7 +107,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
                 serialize(graph_def, as_text=graph_format == "pbtxt"),
             )
         if not self._restored_once:
-            self.manager.restore(current_step=self.step)
+            self.manager.restore(current_step=current_step)
             self._restored_once = True
 
     def _meta_graph(self, variables: Mapping[str, Any]) -> Any:
@@ -114,6 +128,9 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
             return None
 
     def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self._waiting_for_build:
+            self._waiting_for_build = False
+            self._start(current_step=0)
         self.manager.on_step(self.step)
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
