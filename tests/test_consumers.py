@@ -215,6 +215,7 @@ def onnx_session(path: str) -> onnxruntime.InferenceSession:
 
 
 def run_onnx(f: Frozen) -> dict[str, np.ndarray]:
+    onnx.checker.check_model(f.onnx_path)  # a valid ONNX model, no TensorFlow ops left in it
     session = onnx_session(f.onnx_path)
     values = session.run([f"{o}:0" for o in f.expected], {f"{i}:0": x for i, x in f.inputs.items()})
     return dict(zip(f.expected, values))
