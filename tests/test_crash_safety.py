@@ -59,6 +59,17 @@ def fit(model, callback, *, epochs=1, rows=64, batch=8):
     model.fit(x, x[:, :1], batch_size=batch, epochs=epochs, callbacks=[callback], verbose=0, shuffle=False)
 
 
+def resume(directory, caplog=None, **options):
+    """A fresh model after the callback's train-begin restore from `directory`."""
+    model = mlp()
+    callback = CheckpointCallback(directory=str(directory), every_n_steps=4, **options)
+    callback.set_model(model)
+    with caplog.at_level(logging.WARNING, logger="tfcheckpointer") if caplog else contextlib.nullcontext():
+        callback.on_train_begin()
+    callback.manager.close()
+    return model
+
+
 # --- Atomic publish and leftovers ---------------------------------------------------
 
 
@@ -121,12 +132,7 @@ def corrupt_newest(directory, how: str) -> None:
 def test_resume_skips_an_unreadable_newest_checkpoint(tmp_path, how, caplog):
     fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=4))
     corrupt_newest(tmp_path, how)
-    model = mlp()
-    callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=4)
-    callback.set_model(model)
-    with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
-        callback.on_train_begin()
-    callback.manager.close()
+    model = resume(tmp_path, caplog)
     assert int(model.optimizer.iterations.numpy()) == 4
     warning = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Skipped")][0]
     assert f"Skipped unreadable checkpoint(s): {tmp_path}/model.ckpt-8 (" in warning
@@ -483,23 +489,13 @@ def test_another_savers_entry_in_the_state_file_is_not_resumed_from(tmp_path):
             session.run(v.initializer)
             saver.save(session, str(tmp_path / "best"), global_step=99)
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("best-99")
-    model = mlp()
-    callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=8)
-    callback.set_model(model)
-    callback.on_train_begin()
-    callback.manager.close()
-    assert int(model.optimizer.iterations.numpy()) == 8
+    assert int(resume(tmp_path).optimizer.iterations.numpy()) == 8
 
 
 def test_a_damaged_state_file_falls_back_to_the_files(tmp_path, caplog):
     fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=4))
     (tmp_path / "checkpoint").write_text("")  # e.g. a power cut before the data reached the disk
-    model = mlp()
-    callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=4)
-    callback.set_model(model)
-    with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
-        callback.on_train_begin()
-    callback.manager.close()
+    model = resume(tmp_path, caplog)
     assert int(model.optimizer.iterations.numpy()) == 8
     assert any("Ignoring" in r.getMessage() for r in caplog.records)
 

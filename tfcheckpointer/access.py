@@ -15,7 +15,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfcheckpointer.errors import CheckpointError
-from tfcheckpointer.writer import Snapshot, _quiet_tf_logging, make_saver, tf_variable
+from tfcheckpointer.writer import Snapshot, quiet_tensorflow, make_saver, tf_variable
 
 
 def _restore_failed(prefix: str, error: Exception) -> CheckpointError:
@@ -42,7 +42,7 @@ class EagerVariables:
 
     def restore(self, prefix: str, keys: Collection[str]) -> None:
         try:
-            with _quiet_tf_logging():
+            with quiet_tensorflow():
                 make_saver({k: self.variables[k] for k in keys}).restore(None, prefix)
         except (tf.errors.OpError, ValueError) as error:
             raise _restore_failed(prefix, error) from None
@@ -61,7 +61,7 @@ class SessionVariables:
         self._keys = sorted(self.variables)
         with tf.name_scope("tfcheckpointer"):
             self._reads = [tf.identity(self.variables[k]) for k in self._keys]
-        with _quiet_tf_logging():
+        with quiet_tensorflow():
             self.savers = {frozenset(self.variables): make_saver(self.variables)}
             required = {k: v for k, v in self.variables.items() if k not in set(optional)}
             if len(required) < len(self.variables):
@@ -88,7 +88,7 @@ class SessionVariables:
                 "variables."
             )
         try:
-            with _quiet_tf_logging():
+            with quiet_tensorflow():
                 saver.restore(self.session, prefix)
         except (tf.errors.OpError, ValueError) as error:
             raise _restore_failed(prefix, error) from None

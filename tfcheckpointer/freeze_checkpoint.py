@@ -21,19 +21,16 @@ written; nothing is left at the output path unless verification passed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
-import logging
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.util import deprecation
 
 from tfcheckpointer import naming
 from tfcheckpointer.access import EagerVariables
@@ -62,7 +59,7 @@ from tfcheckpointer.metagraph import (
     OUTPUTS_COLLECTION,
     SERVING_SIGNATURE_KEY,
 )
-from tfcheckpointer.writer import check_compatible, checkpoint_shapes
+from tfcheckpointer.writer import check_compatible, checkpoint_shapes, quiet_tensorflow
 
 LATEST = "latest"
 """`--checkpoint latest`: the newest checkpoint of the default directory."""
@@ -292,7 +289,7 @@ def load_keras_model(path: str) -> keras.Model:
             "(freeze a .meta with --meta)."
         )
     try:
-        with _quiet_tensorflow():
+        with quiet_tensorflow():
             return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras reports a bad file with many exception types
         raise FreezeError(
@@ -394,7 +391,7 @@ def freeze_meta_graph(
     step = checkpoint_step(prefix)
 
     graph = tf.Graph()
-    with graph.as_default(), _quiet_tensorflow():
+    with graph.as_default(), quiet_tensorflow():
         try:
             saver = tf.compat.v1.train.import_meta_graph(meta_graph, clear_devices=True)
         except (ValueError, TypeError, KeyError, tf.errors.OpError) as error:
@@ -439,7 +436,7 @@ def freeze_session(
         tuple(_tensor_info(graph, name, {}) for name in config.input_names or ()),
         tuple(_tensor_info(graph, name, {}) for name in config.output_names or ()),
     )
-    with _quiet_tensorflow():
+    with quiet_tensorflow():
         return _freeze_live_session(
             session, graph_def, signature, config, label=label, probe=probe,
             size_limit=size_limit, description={"step": step, "checkpoint": checkpoint},
@@ -710,19 +707,6 @@ def _restore(
 
 
 # --- Small helpers ---------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _quiet_tensorflow() -> Iterator[None]:
-    """Silence TF1 deprecation notices and "Restoring parameters" lines."""
-    tf_logger = logging.getLogger("tensorflow")
-    level = tf_logger.level
-    tf_logger.setLevel(logging.ERROR)
-    try:
-        with deprecation.silence():
-            yield
-    finally:
-        tf_logger.setLevel(level)
 
 
 def _node_of(tensor_or_input: str) -> str:

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.python.training import checkpoint_state_pb2
+from tensorflow.python.util import deprecation
 
 from tfcheckpointer import naming
 from tfcheckpointer.errors import CheckpointError, RestoreMismatchError
@@ -60,13 +61,14 @@ class Snapshot:
 
 
 @contextlib.contextmanager
-def _quiet_tf_logging() -> Iterator[None]:
-    """Silence the notices an eager `Saver` logs (deprecation, "Restoring parameters")."""
+def quiet_tensorflow() -> Iterator[None]:
+    """Silence TF1 deprecation notices and the "Restoring parameters" lines a Saver logs."""
     tf_logger = logging.getLogger("tensorflow")
     level = tf_logger.level
     tf_logger.setLevel(logging.ERROR)
     try:
-        yield
+        with deprecation.silence():
+            yield
     finally:
         tf_logger.setLevel(level)
 
@@ -79,7 +81,7 @@ def tf_variable(variable: Any) -> tf.Variable:
 def make_saver(variables: Mapping[str, Any]) -> tf.compat.v1.train.Saver:
     """A V2-format Saver over `{key: Keras or TF variable}`."""
     var_list = {key: tf_variable(v) for key, v in variables.items()}
-    with _quiet_tf_logging():
+    with quiet_tensorflow():
         return tf.compat.v1.train.Saver(
             var_list=var_list,
             max_to_keep=None,
