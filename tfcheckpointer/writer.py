@@ -15,6 +15,7 @@ directory, so a run directory can be moved or copied.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -220,13 +221,19 @@ class CheckpointWriter:
         """The complete checkpoints of this basename on disk, oldest step first."""
         if not tf.io.gfile.isdir(self.directory):
             return []
-        found = []
+        # One listing and one stat per file: directories that keep every checkpoint get long.
+        sizes: dict[int, int] = collections.defaultdict(int)
+        written: dict[int, float] = {}
         for filename in tf.io.gfile.listdir(self.directory):
-            step = naming.step_of_index_file(filename.rstrip("/"), self.basename)
-            if step is not None:
-                stat = tf.io.gfile.stat(f"{self.directory}/{filename}")
-                found.append(CheckpointInfo(step, stat.mtime_nsec / 1e9, self._size(self.prefix(step))))
-        return sorted(found, key=lambda c: c.step)
+            match = naming.checkpoint_file_step(filename, self.basename)
+            if match is None:
+                continue
+            step, is_index = match
+            stat = tf.io.gfile.stat(f"{self.directory}/{filename}")
+            sizes[step] += stat.length
+            if is_index:
+                written[step] = stat.mtime_nsec / 1e9
+        return [CheckpointInfo(step, written[step], sizes[step]) for step in sorted(written)]
 
     def candidates(self) -> list[str]:
         """Checkpoint prefixes to resume from, best first: the state file's, then by step."""
