@@ -56,6 +56,23 @@ def convnet():
     return model
 
 
+def two_in_two_out():
+    """A compiled functional model: inputs `image` (5) and `meta` (2), dict outputs `score`, `label`."""
+    import keras
+
+    keras.utils.set_random_seed(4)
+    image = keras.Input((5,), name="image")
+    meta = keras.Input((2,), name="meta")
+    hidden = keras.layers.Dense(6, activation="tanh")(keras.layers.Concatenate()([image, meta]))
+    outputs = {
+        "score": keras.layers.Dense(1, name="score")(hidden),
+        "label": keras.layers.Dense(3, activation="softmax", name="label")(hidden),
+    }
+    model = keras.Model({"image": image, "meta": meta}, outputs)
+    model.compile("adam", {"score": "mse", "label": "sparse_categorical_crossentropy"})
+    return model
+
+
 @pytest.fixture
 def make_mlp():
     return mlp

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import convnet, mlp
+from conftest import convnet, mlp, two_in_two_out
 from tfcheckpointer import CheckpointCallback
 from tfcheckpointer.config import FreezeConfig
 from tfcheckpointer.errors import FreezeError, VerificationError
@@ -41,20 +41,6 @@ def run_in_tf1_session(path, feeds: dict[str, np.ndarray], outputs: list[str]) -
         )
     with tf.compat.v1.Session(graph=graph) as session:
         return session.run(results, {placeholders[n]: v for n, v in feeds.items()})
-
-
-def two_in_two_out():
-    keras.utils.set_random_seed(4)
-    image = keras.Input((5,), name="image")
-    meta = keras.Input((2,), name="meta")
-    hidden = keras.layers.Dense(6, activation="tanh")(keras.layers.Concatenate()([image, meta]))
-    outputs = {
-        "score": keras.layers.Dense(1, name="score")(hidden),
-        "label": keras.layers.Dense(3, activation="softmax", name="label")(hidden),
-    }
-    model = keras.Model({"image": image, "meta": meta}, outputs)
-    model.compile("adam", {"score": "mse", "label": "sparse_categorical_crossentropy"})
-    return model
 
 
 def recurrent():

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import convnet, mlp
+from conftest import convnet, mlp, two_in_two_out
 from tfcheckpointer import keys, writer
 from tfcheckpointer.errors import FreezeError
 from tfcheckpointer.freeze import load_graph_def, model_signature
@@ -78,21 +78,11 @@ def recurrent() -> tuple[keras.Model, np.ndarray, np.ndarray]:
     return model, rng.standard_normal((16, 5, 3)).astype("float32"), rng.standard_normal((16, 2))
 
 
-def two_in_two_out() -> tuple[keras.Model, dict[str, np.ndarray], dict[str, np.ndarray]]:
-    keras.utils.set_random_seed(4)
-    image = keras.Input((5,), name="image")
-    meta = keras.Input((2,), name="meta")
-    hidden = keras.layers.Dense(6, activation="tanh")(keras.layers.Concatenate()([image, meta]))
-    outputs = {
-        "score": keras.layers.Dense(1, name="score")(hidden),
-        "label": keras.layers.Dense(3, activation="softmax", name="label")(hidden),
-    }
-    model = keras.Model({"image": image, "meta": meta}, outputs)
-    model.compile("adam", {"score": "mse", "label": "sparse_categorical_crossentropy"})
+def two_in_two_out_case() -> tuple[keras.Model, dict[str, np.ndarray], dict[str, np.ndarray]]:
     rng = np.random.default_rng(4)
     x = {"image": rng.standard_normal((16, 5)).astype("float32"),
          "meta": rng.standard_normal((16, 2)).astype("float32")}
-    return model, x, {"score": rng.standard_normal((16, 1)), "label": rng.integers(0, 3, 16)}
+    return two_in_two_out(), x, {"score": rng.standard_normal((16, 1)), "label": rng.integers(0, 3, 16)}
 
 
 def small_mlp() -> tuple[keras.Model, np.ndarray, np.ndarray]:
@@ -116,7 +106,7 @@ class Case:
 CASES = [
     ("mlp", small_mlp, None, None, True),
     ("convnet", convnet_case, ["inputs/X"], ["output/predict"], True),
-    ("two-in-two-out", two_in_two_out, None, None, True),
+    ("two-in-two-out", two_in_two_out_case, None, None, True),
     ("lstm", recurrent, ["inputs/X"], ["output/predict"], True),
     ("mlp-without-optimizer", small_mlp, None, None, False),
 ]

@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.grappler import tf_optimizer
 
-from conftest import convnet, mlp
-from test_freeze import recurrent, run_in_tf1_session, two_in_two_out
+from conftest import convnet, mlp, two_in_two_out
+from test_freeze import recurrent, run_in_tf1_session
 from tfcheckpointer.config import FreezeConfig
 from tfcheckpointer.errors import FreezeError
 from tfcheckpointer.freeze import (
