@@ -1,6 +1,6 @@
 """How the manager reads and restores the variables it checkpoints.
 
-Two thin adapters with one interface (`keys`, `shapes`, `snapshot`,
+Two thin adapters with one interface (`shapes`, `snapshot`,
 `restore`): `EagerVariables` for Keras / TF2 variables in eager mode, and
 `SessionVariables` for TF1 graph variables read through a session. The
 session adapter creates its ops up front, so it works with sessions whose
@@ -28,9 +28,6 @@ class EagerVariables:
 
     def __init__(self, variables: Mapping[str, Any]):
         self.variables = dict(variables)
-
-    def keys(self) -> list[str]:
-        return list(self.variables)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape) for k, v in self.variables.items()}
@@ -70,9 +67,6 @@ class SessionVariables:
 
     def bind(self, session: Any) -> None:
         self.session = session
-
-    def keys(self) -> list[str]:
-        return list(self.variables)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape.as_list()) for k, v in self.variables.items()}

@@ -310,8 +310,13 @@ def verify_graph_def(
     tolerance: float,
 ) -> float:
     """The largest absolute difference from the live model; raise above `tolerance`."""
-    expected = [np.asarray(t) for t in _call_inference(model, [tf.constant(x) for x in inputs])]
+    expected = _live_outputs(model, inputs)
     return compare_outputs(signature, expected, run_graph_def(graph_def, signature, inputs), tolerance)
+
+
+def _live_outputs(model: keras.Model, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The model's inference outputs (`training=False`) on `inputs`, flattened."""
+    return [np.asarray(t) for t in _call_inference(model, [tf.constant(x) for x in inputs])]
 
 
 def freeze_model(
@@ -339,12 +344,9 @@ def freeze_model(
     """
     signature = model_signature(model, config.input_names, config.output_names)
     graph_def = freeze_graph_def(model, signature, size_limit=size_limit)
-
-    def reference(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return [np.asarray(t) for t in _call_inference(model, [tf.constant(x) for x in inputs])]
-
     return publish_frozen_graph(
-        graph_def, config, signature, reference=reference, probe=probe, size_limit=size_limit,
+        graph_def, config, signature, reference=lambda inputs: _live_outputs(model, inputs),
+        probe=probe, size_limit=size_limit,
         description={"step": step, "checkpoint": checkpoint},
     )
 

@@ -245,11 +245,12 @@ class CheckpointManager:
         """Before a step is written again (a restart that went back), point the
         state file away from its old files, so it never names a half-replaced one."""
         try:
-            on_disk = self.writer.list_checkpoints()
-            if any(c.step == step for c in on_disk):
-                others = [c for c in on_disk if c.step != step]
-                self.writer.write_state(others, latest=others[-1].step if others else None)
-                self.writer.delete(step)
+            # The usual case, a new step, costs one existence check, not a listing.
+            if not tf.io.gfile.exists(self.writer.prefix(step) + naming.INDEX_SUFFIX):
+                return
+            others = [c for c in self.writer.list_checkpoints() if c.step != step]
+            self.writer.write_state(others, latest=others[-1].step if others else None)
+            self.writer.delete(step)
         except (tf.errors.OpError, OSError) as error:
             raise CheckpointError(
                 f"Cannot replace {self.writer.prefix(step)}: {error}"
