@@ -7,7 +7,7 @@ needs them is first used.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tfcheckpointer.errors import (
     BackendError,
@@ -22,13 +22,20 @@ from tfcheckpointer.errors import (
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:  # what type checkers and editors see; at run time they load lazily
+    from tfcheckpointer.checkpoint.manager import CheckpointManager
+    from tfcheckpointer.config.loading import load_config, parse_config
+    from tfcheckpointer.graph.keras_freeze import freeze_model
+    from tfcheckpointer.integrations.keras_callback import CheckpointCallback
+    from tfcheckpointer.integrations.session_hook import CheckpointSessionHook
+
 _LAZY = {
-    "CheckpointCallback": "tfcheckpointer.callback",
-    "CheckpointManager": "tfcheckpointer.manager",
-    "CheckpointSessionHook": "tfcheckpointer.hook",
-    "freeze_model": "tfcheckpointer.freeze",
-    "load_config": "tfcheckpointer.config",
-    "parse_config": "tfcheckpointer.config",
+    "CheckpointCallback": "tfcheckpointer.integrations.keras_callback",
+    "CheckpointManager": "tfcheckpointer.checkpoint.manager",
+    "CheckpointSessionHook": "tfcheckpointer.integrations.session_hook",
+    "freeze_model": "tfcheckpointer.graph.keras_freeze",
+    "load_config": "tfcheckpointer.config.loading",
+    "parse_config": "tfcheckpointer.config.loading",
 }
 
 __all__ = [

@@ -87,8 +87,13 @@ class RestoreMismatchError(CheckpointError):
         missing: Sequence[str] = (),
         unexpected: Sequence[str] = (),
         mismatched: dict[str, tuple[Sequence[int], Sequence[int]]] | None = None,
+        hint: str = (
+            "restore a checkpoint of this model, or set `checkpoint.restore: none` "
+            "(or another directory) to start fresh."
+        ),
     ):
         self.checkpoint = checkpoint
+        self.hint = hint
         self.missing = sorted(missing)
         self.unexpected = sorted(unexpected)
         self.mismatched = dict(sorted((mismatched or {}).items()))
@@ -101,11 +106,18 @@ class RestoreMismatchError(CheckpointError):
             parts.append(
                 f"Shape of {key}: model {list(model_shape)}, checkpoint {list(ckpt_shape)}"
             )
-        parts.append(
-            "HINT: restore a checkpoint of this model, or set `checkpoint.restore: none` "
-            "(or another directory) to start fresh."
-        )
+        parts.append(f"HINT: {hint}")
         super().__init__("\n".join(parts))
+
+    def with_hint(self, hint: str) -> RestoreMismatchError:
+        """The same mismatch with the HINT of another context (freezing rather than resuming)."""
+        return RestoreMismatchError(
+            self.checkpoint,
+            missing=self.missing,
+            unexpected=self.unexpected,
+            mismatched=self.mismatched,
+            hint=hint,
+        )
 
 
 class FreezeError(TfCheckpointerError, RuntimeError):
@@ -123,3 +135,9 @@ class VerificationError(FreezeError):
             f"Frozen graph output {output!r} differs from the live model by up to "
             f"{max_abs_diff:.3g} (tolerance {tolerance:g}); nothing was published."
         )
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's text, or its type's name: enough for a one-line message."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -1,0 +1,122 @@
+"""The command line and the example job, run as a user runs them."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tfcheckpointer.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = sorted(glob.glob(str(ROOT / "configs" / "*.yaml")))
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "tfcheckpointer", *args], cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+def test_there_are_example_configs():
+    assert CONFIGS
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=os.path.basename)
+def test_every_shipped_config_validates(config, capsys):
+    assert main(["validate", config]) == 0
+    assert capsys.readouterr().out.startswith(f"{config}: OK: checkpoints every")
+
+
+def test_validate_does_not_import_tensorflow():
+    code = (
+        "import sys\nfrom tfcheckpointer.cli import main\n"
+        f"assert main(['validate', {CONFIGS[0]!r}]) == 0\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported TF'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_bad_config_is_one_line_on_stderr_and_exit_2(tmp_path, capsys):
+    (tmp_path / "job.yaml").write_text("checkpoint:\n  directory: x\n  every_n_steps: 0\n")
+    assert main(["validate", str(tmp_path / "job.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"tfcheckpointer: error: {tmp_path}/job.yaml:3: checkpoint.every_n_steps: "
+        "expected an integer >= 1, got 0\n"
+    )
+
+
+def test_overrides_are_validated_too(tmp_path, capsys):
+    assert main(["validate", CONFIGS[0], "--set", "checkpoint.max_to_keep=-1"]) == 2
+    assert "checkpoint.max_to_keep: expected an integer >= 1, got -1" in capsys.readouterr().err
+
+
+def test_validate_names_a_missing_factory(tmp_path, capsys):
+    (tmp_path / "job.yaml").write_text(
+        "checkpoint: {directory: x, every_n_steps: 1}\nmodel: {factory: 'a.b:c'}\n"
+    )
+    assert main(["validate", str(tmp_path / "job.yaml")]) == 2
+    assert "data.factory: data.factory is required to train" in capsys.readouterr().err
+
+
+def test_train_reports_an_unimportable_factory(tmp_path):
+    (tmp_path / "job.yaml").write_text(
+        "checkpoint: {directory: ckpt, every_n_steps: 1}\n"
+        "model: {factory: 'no_such_module.models:build'}\n"
+        "data: {factory: 'tfcheckpointer.examples.digits:load_data'}\n"
+    )
+    result = run_cli("train", "job.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "job.yaml: model.factory: cannot import module 'no_such_module.models'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.slow
+def test_example_job_trains_checkpoints_freezes_and_resumes(tmp_path):
+    import tensorflow as tf
+
+    from tfcheckpointer import CheckpointCallback
+    from tfcheckpointer.examples.digits import build_model, load_data
+    from tfcheckpointer.graph.files import read_graph_def
+
+    config = str(ROOT / "configs" / "digits.yaml")
+    first = run_cli("train", config, "--quiet", "--set", "fit.epochs=1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    checkpoints = tmp_path / "runs" / "digits" / "checkpoints"
+    steps_per_epoch = -(-int(1797 * 0.8) // 32)
+    assert tf.train.latest_checkpoint(str(checkpoints)) == str(checkpoints / f"model.ckpt-{steps_per_epoch}")
+    assert f"Trained to step {steps_per_epoch}" in first.stdout
+
+    # The frozen graph, run by plain TF1 code, equals the trained model (restored from its checkpoint).
+    model = build_model()
+    restore = CheckpointCallback(directory=str(checkpoints), every_n_steps=50, lock=False)
+    restore.set_model(model)
+    restore.on_train_begin()
+    images = load_data()["validation_data"][0][:16]
+    with tf.Graph().as_default() as graph:
+        x = tf.compat.v1.placeholder(tf.float32, [None, 8, 8, 1])
+        (predict,) = tf.compat.v1.import_graph_def(
+            read_graph_def(str(tmp_path / "runs" / "digits" / "frozen.pb")),
+            input_map={"inputs/X:0": x}, return_elements=["output/predict:0"], name="",
+        )
+    with tf.compat.v1.Session(graph=graph) as session:
+        frozen = session.run(predict, {x: images})
+    np.testing.assert_allclose(frozen, model(images, training=False).numpy(), atol=1e-6)
+
+    second = run_cli("train", config, "--quiet", "--set", "fit.epochs=1", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert (
+        f"Restored checkpoint step={steps_per_epoch} path=runs/digits/checkpoints/model.ckpt-{steps_per_epoch}"
+        in second.stderr
+    )
+    assert f"Trained to step {2 * steps_per_epoch}" in second.stdout

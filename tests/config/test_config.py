@@ -1,0 +1,671 @@
+"""Tests of the YAML schema layer; no TensorFlow needed."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tfcheckpointer.config import (
+    CheckpointConfig,
+    FactoryConfig,
+    FreezeConfig,
+    JobConfig,
+    apply_overrides,
+    load_config,
+    parse_checkpoint_section,
+    parse_config,
+    parse_freeze_section,
+    parse_override,
+    require_job,
+)
+from tfcheckpointer.errors import ConfigError
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+FULL_CONFIG = """\
+checkpoint:
+  directory: /runs/ckpt
+  basename: net.ckpt
+  every_n_steps: 100
+  every_n_seconds: 60
+  max_to_keep: null
+  keep_checkpoint_every_n_hours: 2
+  include_optimizer: false
+  restore: none
+  save_at_train_end: false
+freeze:
+  output: /runs/model.pbtxt
+  input_names: [image]
+  output_names: [logits, probs/Softmax]
+  verify: false
+  verify_tolerance: 0.001
+  verify_batch_size: 2
+  at_train_end: false
+model:
+  factory: my_project.models:build
+  kwargs: {units: 64}
+data:
+  factory: my_project.data:load
+fit:
+  epochs: 3
+  batch_size: 32
+  verbose: auto
+  validation_split: 0.25
+  shuffle: false
+  class_weight: {0: 1.0, 1: 2.5}
+seed: 7
+"""
+
+# Valid in every section, so one changed value is the only problem.
+VALID = {
+    "checkpoint": {"directory": "/runs/ckpt", "every_n_steps": 10},
+    "freeze": {"output": "/runs/model.pb", "input_names": ["x"], "output_names": ["y"]},
+    "model": {"factory": "pkg.models:build"},
+    "data": {"factory": "pkg.data:load"},
+    "fit": {"epochs": 1},
+}
+
+
+def write(tmp_path: pathlib.Path, text: str) -> pathlib.Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def valid_with(section: str, key: str, value: object) -> dict:
+    data = copy.deepcopy(VALID)
+    data[section][key] = value
+    return data
+
+
+def valid_without(section: str, key: str) -> dict:
+    data = copy.deepcopy(VALID)
+    del data[section][key]
+    return data
+
+
+# --- Valid files ---------------------------------------------------------------
+
+
+def test_full_file_round_trips_to_dataclasses(tmp_path):
+    path = write(tmp_path, FULL_CONFIG)
+
+    config = load_config(path)
+
+    assert config == JobConfig(
+        checkpoint=CheckpointConfig(
+            directory="/runs/ckpt",
+            basename="net.ckpt",
+            every_n_steps=100,
+            every_n_seconds=60.0,
+            max_to_keep=None,
+            keep_checkpoint_every_n_hours=2.0,
+            include_optimizer=False,
+            restore="none",
+            save_at_train_end=False,
+        ),
+        freeze=FreezeConfig(
+            output="/runs/model.pbtxt",
+            input_names=("image",),
+            output_names=("logits", "probs/Softmax"),
+            verify=False,
+            verify_tolerance=0.001,
+            verify_batch_size=2,
+            at_train_end=False,
+        ),
+        model=FactoryConfig("my_project.models:build", {"units": 64}),
+        data=FactoryConfig("my_project.data:load", {}),
+        fit={
+            "epochs": 3,
+            "batch_size": 32,
+            "verbose": "auto",
+            "validation_split": 0.25,
+            "shuffle": False,
+            "class_weight": {0: 1.0, 1: 2.5},
+        },
+        seed=7,
+        source=str(path),
+    )
+
+
+def test_minimal_file_gets_defaults(tmp_path):
+    path = write(tmp_path, "checkpoint: {directory: /runs/ckpt, every_n_seconds: 30}\n")
+
+    config = load_config(path)
+
+    assert config.checkpoint == CheckpointConfig(directory="/runs/ckpt", every_n_seconds=30.0)
+    assert config.checkpoint.max_to_keep == 5
+    assert config.checkpoint.restore == "latest"
+    assert (config.freeze, config.model, config.data, config.seed) == (None, None, None, None)
+    assert config.fit == {}
+
+
+def test_freeze_defaults():
+    config = parse_config(valid_with("freeze", "output", "/m.pb"))
+
+    assert config.freeze == FreezeConfig(
+        output="/m.pb", input_names=("x",), output_names=("y",)
+    )
+    assert (config.freeze.verify, config.freeze.verify_tolerance) == (True, 1e-5)
+    assert (config.freeze.verify_batch_size, config.freeze.at_train_end) == (4, True)
+
+
+def test_configs_are_frozen():
+    config = parse_config(VALID)
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.checkpoint.every_n_steps = 5  # type: ignore[misc]
+
+
+def test_null_freeze_means_no_freezing():
+    assert parse_config(VALID | {"freeze": None}).freeze is None
+
+
+def test_exponent_without_dot_is_read_as_float(tmp_path):
+    # PyYAML reads `1e-5` as a string.
+    path = write(
+        tmp_path,
+        """\
+        checkpoint: {directory: /c, every_n_steps: 1}
+        freeze: {output: /m.pb, verify_tolerance: 1e-5}
+        """,
+    )
+
+    assert load_config(path).freeze.verify_tolerance == 1e-05
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("latest", "latest"), ("None", "none"), ("/c/model.ckpt-5", "/c/model.ckpt-5")],
+)
+def test_restore_accepts_modes_and_paths(value, expected):
+    assert parse_config(valid_with("checkpoint", "restore", value)).checkpoint.restore == expected
+
+
+def test_env_var_and_home_are_expanded(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/me")
+    monkeypatch.setenv("RUN", "exp1")
+
+    config = parse_config(valid_with("checkpoint", "directory", "~/runs/${RUN}/$RUN"))
+
+    assert config.checkpoint.directory == "/home/me/runs/exp1/exp1"
+
+
+def test_unset_env_var_is_named(monkeypatch):
+    monkeypatch.delenv("NO_SUCH_VAR", raising=False)
+
+    with pytest.raises(ConfigError, match="variable 'NO_SUCH_VAR'.* is not set") as info:
+        parse_config(valid_with("checkpoint", "directory", "/runs/${NO_SUCH_VAR}"))
+
+    assert info.value.key == "checkpoint.directory"
+
+
+# --- Unknown and missing keys --------------------------------------------------
+
+
+def test_unknown_top_level_key_suggests_the_close_one(tmp_path):
+    path = write(tmp_path, "chekpoint: {directory: /c, every_n_steps: 1}\n")
+
+    with pytest.raises(ConfigError, match="unknown key 'chekpoint'") as info:
+        load_config(path)
+
+    assert (info.value.key, info.value.line, info.value.file) == ("chekpoint", 1, str(path))
+    assert info.value.hint == "did you mean 'checkpoint'?"
+
+
+def test_unknown_nested_key_suggests_the_close_one(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        checkpoint:
+          directory: /c
+          evry_n_steps: 10
+        """,
+    )
+
+    with pytest.raises(ConfigError, match="did you mean 'every_n_steps'") as info:
+        load_config(path)
+
+    assert (info.value.key, info.value.line) == ("checkpoint.evry_n_steps", 3)
+
+
+def test_unknown_key_without_close_match_lists_allowed_keys():
+    with pytest.raises(ConfigError, match="allowed keys: factory, kwargs") as info:
+        parse_config(valid_with("model", "zzz", 1))
+
+    assert info.value.key == "model.zzz"
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("checkpoint", "directory"), ("freeze", "output"), ("model", "factory"), ("data", "factory")],
+)
+def test_missing_required_key_is_named(section, key):
+    with pytest.raises(ConfigError, match=rf"{section}\.{key} is required") as info:
+        parse_config(valid_without(section, key))
+
+    assert info.value.key == f"{section}.{key}"
+
+
+def test_missing_required_key_points_at_its_section(tmp_path):
+    path = write(tmp_path, "seed: 1\ncheckpoint:\n  every_n_steps: 1\n")
+
+    with pytest.raises(ConfigError, match="directory is required") as info:
+        load_config(path)
+
+    assert info.value.line == 2
+
+
+def test_missing_trigger_asks_for_one(tmp_path):
+    path = write(tmp_path, "checkpoint:\n  directory: /c\n  every_n_steps: null\n")
+
+    with pytest.raises(ConfigError, match="set every_n_steps or every_n_seconds") as info:
+        load_config(path)
+
+    assert (info.value.key, info.value.line) == ("checkpoint", 1)
+
+
+# --- Wrong values --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("checkpoint", "every_n_steps", True, r"expected an integer >= 1, got true \(bool\)"),
+        ("checkpoint", "every_n_steps", 2.5, "expected an integer >= 1, got 2.5"),
+        ("checkpoint", "every_n_steps", "10", r"expected an integer >= 1, got '10' \(str\)"),
+        ("checkpoint", "every_n_seconds", "soon", r"expected a number > 0, got 'soon' \(str\)"),
+        ("checkpoint", "every_n_seconds", False, r"expected a number > 0, got false \(bool\)"),
+        ("checkpoint", "include_optimizer", "yes please", r"got 'yes please' \(str\)"),
+        ("checkpoint", "include_optimizer", 1, "expected a boolean, got 1"),
+        ("checkpoint", "directory", ["/c"], r"expected a non-empty path, got \['/c'\] \(list\)"),
+        ("checkpoint", "restore", 3, "expected 'latest', 'none' or a checkpoint prefix path"),
+        ("freeze", "verify", None, "expected a boolean, got null"),
+        ("freeze", "input_names", "x", r"expected a non-empty list of node names, got 'x' \(str\)"),
+        ("model", "kwargs", [1], r"expected a mapping, got \[1\] \(list\)"),
+        ("fit", "verbose", True, r"expected one of 0, 1, 2, 'auto', got true \(bool\)"),
+        ("fit", "shuffle", "true", "expected a boolean"),
+        ("fit", "class_weight", [1, 2], "expected a mapping"),
+    ],
+)
+def test_wrong_type_is_reported(section, key, value, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_config(valid_with(section, key, value), source="job.yaml")
+
+    assert (info.value.key, info.value.file) == (f"{section}.{key}", "job.yaml")
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("checkpoint", "every_n_steps", 0, "expected an integer >= 1, got 0"),
+        ("checkpoint", "every_n_seconds", -1, "expected a number > 0, got -1"),
+        ("checkpoint", "every_n_seconds", float("inf"), "expected a number > 0, got inf"),
+        ("checkpoint", "max_to_keep", 0, "expected an integer >= 1, got 0"),
+        ("checkpoint", "keep_checkpoint_every_n_hours", 0, "expected a number > 0, got 0"),
+        ("freeze", "verify_tolerance", -1e-3, "expected a number >= 0, got -0.001"),
+        ("freeze", "verify_batch_size", 0, "expected an integer >= 1, got 0"),
+        ("fit", "epochs", 0, "expected an integer >= 1, got 0"),
+        ("fit", "validation_split", 1, "expected a number >= 0 and < 1, got 1"),
+        ("fit", "initial_epoch", -1, "expected an integer >= 0, got -1"),
+        ("fit", "verbose", 3, "expected one of 0, 1, 2, 'auto', got 3"),
+    ],
+)
+def test_out_of_range_value_is_reported(section, key, value, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_config(valid_with(section, key, value))
+
+    assert info.value.key == f"{section}.{key}"
+
+
+@pytest.mark.parametrize("basename", ["", "a/b", "a\\b", "model-"])
+def test_bad_basename_is_rejected(basename):
+    with pytest.raises(ConfigError, match="expected a file name without") as info:
+        parse_config(valid_with("checkpoint", "basename", basename))
+
+    assert info.value.key == "checkpoint.basename"
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_must_be_one_numpy_accepts(seed):
+    data = VALID | {"seed": seed}
+
+    with pytest.raises(ConfigError, match=f"expected an integer from 0 to 4294967295, got {seed}") as info:
+        parse_config(data)
+
+    assert info.value.key == "seed"
+
+
+def test_wrong_value_reports_its_line(tmp_path):
+    path = write(tmp_path, "checkpoint:\n  directory: /c\n\n  every_n_steps: 0\n")
+
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+
+    assert (info.value.line, info.value.file) == (4, str(path))
+
+
+def test_section_must_be_a_mapping():
+    with pytest.raises(ConfigError, match=r"expected a mapping, got '/c' \(str\)") as info:
+        parse_config({"checkpoint": "/c"})
+
+    assert info.value.key == "checkpoint"
+
+
+# --- Freeze node names and factories -------------------------------------------
+
+
+def test_freeze_output_needs_a_graph_extension():
+    with pytest.raises(ConfigError, match=r"ending in \.pb or \.pbtxt, got '/m\.h5'") as info:
+        parse_config(valid_with("freeze", "output", "/m.h5"))
+
+    assert info.value.key == "freeze.output"
+
+
+@pytest.mark.parametrize("name", ["", "_private", "has space", "x;y", 3])
+def test_bad_node_name_is_rejected(name):
+    with pytest.raises(ConfigError, match="expected a TensorFlow node name") as info:
+        parse_config(valid_with("freeze", "input_names", ["ok", name]))
+
+    assert info.value.key == "freeze.input_names[1]"
+
+
+def test_tensor_name_asks_for_the_node_name(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        checkpoint: {directory: /c, every_n_steps: 1}
+        freeze:
+          output: /m.pb
+          output_names:
+            - logits
+            - probs:0
+        """,
+    )
+
+    with pytest.raises(ConfigError, match="not the tensor name 'probs:0'") as info:
+        load_config(path)
+
+    assert (info.value.key, info.value.line) == ("freeze.output_names[1]", 6)
+
+
+def test_duplicate_node_name_within_a_list_is_rejected():
+    with pytest.raises(ConfigError, match=r"duplicate node name 'x', also at .*_names\[0\]"):
+        parse_config(valid_with("freeze", "input_names", ["x", "x"]))
+
+
+def test_node_name_in_inputs_and_outputs_is_rejected():
+    with pytest.raises(ConfigError, match="duplicate node name 'x'") as info:
+        parse_config(valid_with("freeze", "output_names", ["x"]))
+
+    assert info.value.key == "freeze.output_names[0]"
+
+
+def test_empty_node_name_list_is_rejected():
+    with pytest.raises(ConfigError, match=r"non-empty list of node names, got \[\]"):
+        parse_config(valid_with("freeze", "input_names", []))
+
+
+@pytest.mark.parametrize(
+    "factory", ["pkg.models.build", "pkg:models:build", "pkg.:build", "1pkg:build", "pkg:", 42]
+)
+def test_bad_factory_reference_is_rejected(factory):
+    with pytest.raises(ConfigError, match="expected 'package.module:function'") as info:
+        parse_config(valid_with("model", "factory", factory))
+
+    assert info.value.key == "model.factory"
+
+
+def test_factory_reference_may_name_a_nested_attribute():
+    config = parse_config(valid_with("data", "factory", "pkg.data:Loader.build"))
+
+    assert config.data.factory == "pkg.data:Loader.build"
+
+
+def test_kwargs_keys_must_be_strings():
+    with pytest.raises(ConfigError, match="keyword names") as info:
+        parse_config(valid_with("model", "kwargs", {1: "a"}))
+
+    assert info.value.key == "model.kwargs"
+
+
+# --- fit -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [("callbacks", "checkpoint callback"), ("x", "data factory"), ("y", "data factory")],
+)
+def test_fit_rejects_what_the_tool_supplies(key, hint):
+    with pytest.raises(ConfigError, match="cannot be set in the config") as info:
+        parse_config(valid_with("fit", key, []))
+
+    assert info.value.key == f"fit.{key}"
+    assert hint in info.value.hint
+
+
+def test_fit_rejects_unknown_keys():
+    with pytest.raises(ConfigError, match="unknown key 'epoch'") as info:
+        parse_config(valid_with("fit", "epoch", 2))
+
+    assert info.value.hint == "did you mean 'epochs'?"
+
+
+# --- Files ---------------------------------------------------------------------
+
+
+def test_missing_file_is_reported(tmp_path):
+    path = tmp_path / "absent.yaml"
+
+    with pytest.raises(ConfigError, match="cannot read config file: No such file") as info:
+        load_config(path)
+
+    assert info.value.file == str(path)
+
+
+def test_directory_instead_of_file_is_reported(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path)
+
+
+def test_non_utf8_file_is_reported(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_bytes(b"checkpoint: \xff\n")
+
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config(path)
+
+
+def test_malformed_yaml_reports_the_line(tmp_path):
+    path = write(tmp_path, "checkpoint:\n  directory: /c\n  every_n_steps: [1\n\nseed: 1\n")
+
+    with pytest.raises(ConfigError, match="invalid YAML") as info:
+        load_config(path)
+
+    assert info.value.file == str(path)
+    assert info.value.line == 5
+
+
+def test_recursive_yaml_alias_loads(tmp_path):
+    path = write(
+        tmp_path,
+        """\
+        checkpoint: {directory: /c, every_n_steps: 1}
+        model: {factory: pkg:build, kwargs: &loop {again: *loop}}
+        """,
+    )
+
+    assert load_config(path).model.factory == "pkg:build"
+
+
+def test_python_tags_are_refused(tmp_path):
+    path = write(tmp_path, "checkpoint: !!python/object/apply:os.getcwd []\n")
+
+    with pytest.raises(ConfigError, match="invalid YAML") as info:
+        load_config(path)
+
+    assert info.value.line == 1
+
+
+@pytest.mark.parametrize(("text", "got"), [("- a\n- b\n", "list"), ("just text\n", "str")])
+def test_top_level_must_be_a_mapping(tmp_path, text, got):
+    with pytest.raises(ConfigError, match=rf"expected a mapping of sections.*\({got}\)") as info:
+        load_config(write(tmp_path, text))
+
+    assert info.value.key is None
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n"])
+def test_empty_file_needs_a_checkpoint_section(tmp_path, text):
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError, match="checkpoint is required") as info:
+        load_config(path)
+
+    assert (info.value.key, info.value.file) == ("checkpoint", str(path))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, 0, -1, 2.5, float("nan"), 10**400, "", "x:0", [], [None], {}, {"a": 1}, {1: 2}],
+)
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [(section, key) for section in VALID for key in VALID[section]]
+    + [("checkpoint", "restore"), ("freeze", "verify"), ("fit", "verbose"), ("fit", "shuffle")],
+)
+def test_any_value_gives_a_config_or_a_config_error(section, key, value):
+    try:
+        parse_config(valid_with(section, key, value))
+    except ConfigError as error:
+        assert error.key is not None and error.key.startswith(section)
+
+
+# --- Overrides -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("checkpoint.every_n_steps=10", ("checkpoint.every_n_steps", 10)),
+        ("freeze.verify=false", ("freeze.verify", False)),
+        ("freeze.input_names=[a, b]", ("freeze.input_names", ["a", "b"])),
+        ("checkpoint.directory=/a=b", ("checkpoint.directory", "/a=b")),
+        ("seed=", ("seed", None)),
+    ],
+)
+def test_parse_override_reads_the_value_as_yaml(text, expected):
+    assert parse_override(text) == expected
+
+
+@pytest.mark.parametrize("text", ["checkpoint.every_n_steps", "=3", "a..b=1", ".a=1", "a b=1"])
+def test_parse_override_rejects_bad_form(text):
+    with pytest.raises(ConfigError, match="expected KEY=VALUE") as info:
+        parse_override(text)
+
+    assert info.value.file == "<--set>"
+
+
+def test_parse_override_rejects_bad_yaml_value():
+    with pytest.raises(ConfigError, match="cannot read the value") as info:
+        parse_override("freeze.input_names=[a")
+
+    assert (info.value.file, info.value.key) == ("<--set>", "freeze.input_names")
+
+
+def test_apply_overrides_creates_missing_sections_and_copies():
+    data = {"checkpoint": {"directory": "/c"}, "freeze": None}
+
+    result = apply_overrides(
+        data, {"freeze.output": "/m.pb", "fit.epochs": 2, "checkpoint.every_n_steps": 5}, source="s"
+    )
+
+    assert result == {
+        "checkpoint": {"directory": "/c", "every_n_steps": 5},
+        "freeze": {"output": "/m.pb"},
+        "fit": {"epochs": 2},
+    }
+    assert data == {"checkpoint": {"directory": "/c"}, "freeze": None}
+
+
+def test_override_inside_a_scalar_is_an_error():
+    data = {"checkpoint": {"directory": "/c"}}
+
+    with pytest.raises(ConfigError, match="cannot set 'checkpoint.directory.x'") as info:
+        apply_overrides(data, {"checkpoint.directory.x": 1}, source="s")
+
+    assert "checkpoint.directory is '/c' (str), not a mapping" in info.value.message
+    assert (info.value.key, info.value.file) == ("checkpoint.directory.x", "s")
+
+
+def test_load_config_applies_overrides(tmp_path):
+    path = write(tmp_path, "checkpoint: {directory: /c, every_n_steps: 1}\n")
+
+    config = load_config(path, {"checkpoint.every_n_steps": 50, "seed": 3})
+
+    assert (config.checkpoint.every_n_steps, config.seed) == (50, 3)
+
+
+def test_error_in_an_overridden_value_has_no_file_line(tmp_path):
+    path = write(tmp_path, "checkpoint:\n  directory: /c\n  every_n_steps: 1\n")
+
+    with pytest.raises(ConfigError, match="got 0") as info:
+        load_config(path, {"checkpoint.every_n_steps": 0})
+
+    assert (info.value.key, info.value.line) == ("checkpoint.every_n_steps", None)
+
+
+# --- Python-argument entry points and train requirements -----------------------
+
+
+def test_checkpoint_section_from_arguments_accepts_paths():
+    config = parse_checkpoint_section(
+        {"directory": pathlib.Path("/c"), "every_n_steps": 1}, prefix=""
+    )
+
+    assert config.directory == "/c"
+
+
+def test_checkpoint_section_from_arguments_names_bare_keys():
+    with pytest.raises(ConfigError, match="missing trigger") as info:
+        parse_checkpoint_section({"directory": "/c"}, prefix="")
+
+    assert (info.value.key, info.value.file) == (None, "<arguments>")
+
+
+def test_freeze_section_none_means_no_freezing():
+    assert parse_freeze_section(None) is None
+
+
+def test_freeze_section_from_arguments_accepts_tuples():
+    config = parse_freeze_section({"output": "/m.pb", "input_names": ("a", "b")})
+
+    assert config.input_names == ("a", "b")
+
+
+@pytest.mark.parametrize("section", ["model", "data"])
+def test_require_job_names_the_missing_factory(section):
+    config = parse_config(valid_without(section, "factory") | {section: None}, source="job.yaml")
+
+    with pytest.raises(ConfigError, match=rf"{section}\.factory is required to train") as info:
+        require_job(config)
+
+    assert (info.value.key, info.value.file) == (f"{section}.factory", "job.yaml")
+
+
+def test_require_job_returns_a_complete_config():
+    config = parse_config(VALID)
+
+    assert require_job(config) is config
+
+
+def test_importing_config_does_not_import_tensorflow():
+    code = "import sys, tfcheckpointer.config; assert 'tensorflow' not in sys.modules"
+
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)

@@ -1,0 +1,171 @@
+"""Frozen GraphDefs: parity with the live model in a TF1 session, naming, sidecar, refusals."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.helpers import run_in_tf1_session, recurrent, convnet, mlp, two_in_two_out
+from tfcheckpointer import CheckpointCallback
+from tfcheckpointer.config import FreezeConfig
+from tfcheckpointer.errors import FreezeError, VerificationError
+from tfcheckpointer.graph.files import read_graph_def
+from tfcheckpointer.graph.keras_freeze import (
+    freeze_graph_def,
+    freeze_model,
+    model_signature,
+    verify_graph_def,
+)
+from tfcheckpointer.graph.nodes import VARIABLE_OPS
+
+
+@pytest.mark.parametrize(
+    "build, inputs",
+    [
+        (mlp, [np.random.default_rng(0).standard_normal((7, 4)).astype("float32")]),
+        (convnet, [np.random.default_rng(1).standard_normal((3, 6, 6, 2)).astype("float32")]),
+        (recurrent, [np.random.default_rng(2).standard_normal((2, 5, 3)).astype("float32")]),
+    ],
+    ids=["mlp", "convnet-batchnorm-dropout", "lstm"],
+)
+def test_frozen_graph_equals_the_live_model_in_a_tf1_session(tmp_path, build, inputs):
+    model = build()
+    config = FreezeConfig(
+        output=str(tmp_path / "frozen.pb"), input_names=("inputs/X",), output_names=("output/predict",)
+    )
+    frozen = freeze_model(model, config)
+    assert frozen.max_abs_diff == 0.0
+    (got,) = run_in_tf1_session(tmp_path / "frozen.pb", {"inputs/X": inputs[0]}, ["output/predict"])
+    np.testing.assert_allclose(got, model(inputs[0], training=False).numpy(), rtol=0, atol=1e-6)
+
+
+def test_no_variables_or_devices_remain(tmp_path):
+    freeze_model(mlp(), FreezeConfig(output=str(tmp_path / "frozen.pb")))
+    graph_def = read_graph_def(str(tmp_path / "frozen.pb"))
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    assert not [n.name for n in nodes if n.op in VARIABLE_OPS]
+    assert not [n.name for n in nodes if n.op == "Placeholder" and n.attr["dtype"].type == tf.resource.as_datatype_enum]
+    assert not [n.name for n in nodes if n.device]
+
+
+def test_multi_input_multi_output_defaults_to_the_model_names(tmp_path):
+    model = two_in_two_out()
+    frozen = freeze_model(model, FreezeConfig(output=str(tmp_path / "m.pb")))
+    sidecar = json.loads(open(frozen.sidecar).read())
+    assert [i["name"] for i in sidecar["inputs"]] == ["image", "meta"]
+    assert [o["name"] for o in sidecar["outputs"]] == ["label", "score"]
+    rng = np.random.default_rng(0)
+    feeds = {"image": rng.standard_normal((4, 5)).astype("float32"),
+             "meta": rng.standard_normal((4, 2)).astype("float32")}
+    label, score = run_in_tf1_session(tmp_path / "m.pb", feeds, ["label", "score"])
+    expected = model(feeds, training=False)
+    np.testing.assert_allclose(label, expected["label"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(score, expected["score"].numpy(), atol=1e-6)
+
+
+def test_multi_io_with_configured_names(tmp_path):
+    config = FreezeConfig(
+        output=str(tmp_path / "m.pb"),
+        input_names=("in/image", "in/meta"),
+        output_names=("out/label", "out/score"),
+    )
+    signature = model_signature(two_in_two_out(), config.input_names, config.output_names)
+    assert [(i.tensor, i.shape) for i in signature.inputs] == [("in/image:0", (None, 5)), ("in/meta:0", (None, 2))]
+    freeze_model(two_in_two_out(), config)
+    names = {n.name for n in read_graph_def(str(tmp_path / "m.pb")).node}
+    assert {"in/image", "in/meta", "out/label", "out/score"} <= names
+
+
+def test_pbtxt_output_is_text(tmp_path):
+    freeze_model(mlp(), FreezeConfig(output=str(tmp_path / "frozen.pbtxt")))
+    text = (tmp_path / "frozen.pbtxt").read_text()
+    assert text.startswith("node {")
+    assert len(read_graph_def(str(tmp_path / "frozen.pbtxt")).node) > 5
+
+
+def test_sidecar_describes_the_graph(tmp_path, data):
+    model = mlp()
+    callback = CheckpointCallback(
+        directory=str(tmp_path / "ckpt"), every_n_steps=100,
+        freeze={"output": str(tmp_path / "frozen.pb"), "input_names": ["inputs/X"], "output_names": ["output/predict"]},
+    )
+    model.fit(*data, batch_size=16, epochs=1, callbacks=[callback], verbose=0)
+    sidecar = json.loads((tmp_path / "frozen.pb.json").read_text())
+    assert sidecar["inputs"] == [{"name": "inputs/X", "tensor": "inputs/X:0", "dtype": "float32", "shape": [None, 4]}]
+    assert sidecar["outputs"] == [{"name": "output/predict", "tensor": "output/predict:0", "dtype": "float32", "shape": [None, 1]}]
+    assert sidecar["step"] == 4
+    assert sidecar["checkpoint"] == str(tmp_path / "ckpt" / "model.ckpt-4")
+    assert sidecar["sha256"] == hashlib.sha256((tmp_path / "frozen.pb").read_bytes()).hexdigest()
+    assert sidecar["tensorflow_version"] == tf.__version__
+    assert sidecar["keras_version"] == keras.__version__
+    assert sidecar["verified"] is True and sidecar["max_abs_diff"] == 0.0
+
+
+class NoisyAtInference(keras.layers.Layer):
+    """Adds fresh noise on every call, so no frozen graph can match the live model."""
+
+    def call(self, inputs, training=None):
+        return inputs + tf.random.uniform(tf.shape(inputs))
+
+
+def test_a_mismatch_publishes_nothing_and_says_by_how_much(tmp_path):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), NoisyAtInference()])
+    output = tmp_path / "frozen.pb"
+    with pytest.raises(VerificationError, match=r"differs from the live model by up to 0\.\d+ \(tolerance 1e-05\); nothing was published"):
+        freeze_model(model, FreezeConfig(output=str(output)))
+    assert os.listdir(tmp_path) == []
+
+
+def test_verification_compares_against_the_current_weights():
+    model = mlp()
+    signature = model_signature(model)
+    graph_def = freeze_graph_def(model, signature)
+    probe = [np.ones((2, 4), "float32")]
+    assert verify_graph_def(graph_def, model, signature, probe, 0.0) == 0.0
+    model.layers[-1].bias.assign([0.5])
+    with pytest.raises(VerificationError) as raised:
+        verify_graph_def(graph_def, model, signature, probe, 1e-3)
+    assert raised.value.max_abs_diff == pytest.approx(0.5)
+
+
+def test_lookup_tables_cannot_be_frozen(tmp_path):
+    words = keras.Input((1,), dtype="string")
+    ids = keras.layers.StringLookup(vocabulary=["a", "b"])(words)
+    model = keras.Model(words, keras.layers.Embedding(3, 2)(ids))
+    with pytest.raises(FreezeError, match=r"cannot be frozen: it uses .*LookupTableFindV2.*lookup tables"):
+        freeze_model(model, FreezeConfig(output=str(tmp_path / "f.pb")))
+    assert os.listdir(tmp_path) == []
+
+
+def test_python_functions_cannot_be_frozen(tmp_path):
+    double = keras.layers.Lambda(
+        lambda x: tf.py_function(lambda t: t * 2, [x], tf.float32), output_shape=(2,)
+    )
+    model = keras.Sequential([keras.Input((2,)), double])
+    with pytest.raises(FreezeError, match="it uses EagerPyFunc"):
+        freeze_model(model, FreezeConfig(output=str(tmp_path / "f.pb")))
+
+
+def test_size_is_checked_before_converting(tmp_path):
+    with pytest.raises(FreezeError, match=r"has \d{3} bytes of variables; .* under 200 bytes \(the 2 GiB protobuf limit\)"):
+        freeze_model(mlp(), FreezeConfig(output=str(tmp_path / "f.pb")), size_limit=200)
+    assert os.listdir(tmp_path) == []
+
+
+def test_one_name_per_input_and_output(tmp_path):
+    config = FreezeConfig(output=str(tmp_path / "m.pb"), input_names=("only_one",))
+    with pytest.raises(FreezeError, match=r"freeze.input_names has 1 name\(s\) \['only_one'\], but the model has 2 input\(s\)"):
+        freeze_model(two_in_two_out(), config)
+
+
+def test_graph_size_is_checked_after_converting(tmp_path):
+    # The variables fit under 2,000 bytes; the graph around them does not.
+    with pytest.raises(FreezeError, match=r"The frozen graph would be [\d,]+ bytes; it must stay under 2,000 bytes"):
+        freeze_model(mlp(), FreezeConfig(output=str(tmp_path / "f.pb")), size_limit=2000)
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,133 @@
+"""The TF1 SessionRunHook: same config, same manager, same artifacts, in graph mode."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfcheckpointer.errors import ConfigError
+from tfcheckpointer.integrations.session_hook import CheckpointSessionHook
+
+X = np.random.default_rng(0).standard_normal((16, 3)).astype("float32")
+Y = X.sum(axis=1, keepdims=True)
+
+
+def build_graph():
+    """A TF1 linear model trained with Adam; returns (graph, train_op, inputs, prediction)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.set_random_seed(0)
+        global_step = tf.compat.v1.train.get_or_create_global_step()
+        inputs = tf.compat.v1.placeholder(tf.float32, [None, 3], name="inputs/X")
+        targets = tf.compat.v1.placeholder(tf.float32, [None, 1], name="targets")
+        with tf.compat.v1.variable_scope("dense"):
+            kernel = tf.compat.v1.get_variable("kernel", [3, 1])
+            bias = tf.compat.v1.get_variable("bias", [1], initializer=tf.compat.v1.zeros_initializer())
+        prediction = tf.identity(tf.matmul(inputs, kernel) + bias, name="output/predict")
+        loss = tf.reduce_mean(tf.square(prediction - targets))
+        train_op = tf.compat.v1.train.AdamOptimizer(0.05).minimize(loss, global_step=global_step)
+    return graph, train_op, inputs, targets, prediction
+
+
+def train(directory, steps: int, **options):
+    graph, train_op, inputs, targets, prediction = build_graph()
+    hook = CheckpointSessionHook(directory=str(directory), **options)
+    with graph.as_default():
+        stop = tf.compat.v1.train.StopAtStepHook(last_step=steps)
+        with tf.compat.v1.train.MonitoredTrainingSession(hooks=[hook, stop]) as session:
+            while not session.should_stop():
+                session.run(train_op, {inputs: X, targets: Y})
+    return hook
+
+
+def steps_on_disk(directory):
+    return sorted(int(n[len("model.ckpt-") : -len(".index")]) for n in os.listdir(directory) if n.endswith(".index"))
+
+
+def test_monitored_training_session_saves_every_n_steps_with_tf1_names(tmp_path):
+    train(tmp_path, 10, every_n_steps=3, max_to_keep=None)
+    assert steps_on_disk(tmp_path) == [3, 6, 9, 10]
+    prefix = tf.train.latest_checkpoint(str(tmp_path))
+    assert prefix == str(tmp_path / "model.ckpt-10")
+    keys = dict(tf.train.list_variables(prefix))
+    assert {"dense/kernel", "dense/bias", "global_step", "dense/kernel/Adam", "dense/kernel/Adam_1"} <= set(keys)
+    assert tf.train.load_checkpoint(prefix).get_tensor("global_step") == 10
+    assert (tmp_path / "graph.pbtxt").exists() and (tmp_path / "model.ckpt-10.meta").exists()
+
+
+def test_import_meta_graph_and_restore_reproduce_the_session(tmp_path):
+    train(tmp_path, 6, every_n_steps=3)
+    reader = tf.train.load_checkpoint(str(tmp_path / "model.ckpt-6"))
+    predicted = X @ reader.get_tensor("dense/kernel") + reader.get_tensor("dense/bias")
+    with tf.Graph().as_default():
+        saver = tf.compat.v1.train.import_meta_graph(str(tmp_path / "model.ckpt-6.meta"))
+        with tf.compat.v1.Session() as session:
+            saver.restore(session, str(tmp_path / "model.ckpt-6"))
+            again = session.run("output/predict:0", {"inputs/X:0": X})
+    np.testing.assert_allclose(again, predicted, rtol=1e-6)
+
+
+def test_a_new_run_resumes_and_continues_the_count(tmp_path):
+    train(tmp_path, 5, every_n_steps=5)
+    hook = train(tmp_path, 12, every_n_steps=5)
+    assert hook.manager.last_checkpoint == str(tmp_path / "model.ckpt-12")
+    assert steps_on_disk(tmp_path) == [5, 10, 12]
+
+
+def test_files_are_those_a_tf1_saver_writes(tmp_path):
+    graph, train_op, inputs, targets, _ = build_graph()
+    hook = CheckpointSessionHook(directory=str(tmp_path / "ours"), every_n_steps=100)
+    with graph.as_default():
+        hook.begin()
+        saver = tf.compat.v1.train.Saver({v.op.name: v for v in tf.compat.v1.global_variables()})
+        graph.finalize()
+        with tf.compat.v1.Session() as session:
+            session.run([v.initializer for v in tf.compat.v1.global_variables()])
+            hook.after_create_session(session, None)
+            for _ in range(4):
+                session.run(train_op, {inputs: X, targets: Y})
+                hook.after_run(tf.compat.v1.train.SessionRunContext((), session), None)
+            hook.end(session)
+            saver.save(session, str(tmp_path / "saver" / "model.ckpt-4"), write_meta_graph=False, write_state=False)
+    for suffix in (".index", ".data-00000-of-00001"):
+        assert (tmp_path / "ours" / f"model.ckpt-4{suffix}").read_bytes() == (tmp_path / "saver" / f"model.ckpt-4{suffix}").read_bytes()
+
+
+def test_async_saves_work_in_graph_mode(tmp_path):
+    train(tmp_path, 9, every_n_steps=3, async_save=True, max_to_keep=None)
+    assert steps_on_disk(tmp_path) == [3, 6, 9]
+    assert tf.train.load_checkpoint(str(tmp_path / "model.ckpt-6")).get_tensor("global_step") == 6
+
+
+@pytest.mark.parametrize(
+    "options, key",
+    [({"include_optimizer": False}, "checkpoint.include_optimizer"),
+     ({"freeze": {"output": "f.pb"}}, "freeze")],
+)
+def test_options_the_hook_cannot_honour_are_refused(tmp_path, options, key):
+    with pytest.raises(ConfigError) as raised:
+        CheckpointSessionHook(directory=str(tmp_path), every_n_steps=1, **options)
+    assert raised.value.key == key
+
+
+def test_the_frozen_graph_at_the_end_equals_the_session(tmp_path):
+    freeze = {"output": str(tmp_path / "frozen.pb"), "input_names": ["inputs/X"], "output_names": ["output/predict"]}
+    hook = train(tmp_path / "ckpt", 6, every_n_steps=3, freeze=freeze)
+    assert hook.frozen.max_abs_diff == 0.0
+    reader = tf.train.load_checkpoint(str(tmp_path / "ckpt" / "model.ckpt-6"))
+    expected = X @ reader.get_tensor("dense/kernel") + reader.get_tensor("dense/bias")
+    from tfcheckpointer.graph.files import read_graph_def
+
+    with tf.Graph().as_default() as graph:
+        (output,) = tf.compat.v1.import_graph_def(
+            read_graph_def(str(tmp_path / "frozen.pb")), return_elements=["output/predict:0"], name=""
+        )
+    with tf.compat.v1.Session(graph=graph) as session:
+        np.testing.assert_allclose(session.run(output, {"inputs/X:0": X}), expected, rtol=1e-6)
+    import json
+
+    sidecar = json.loads((tmp_path / "frozen.pb.json").read_text())
+    assert sidecar["step"] == 6 and sidecar["checkpoint"] == str(tmp_path / "ckpt" / "model.ckpt-6")

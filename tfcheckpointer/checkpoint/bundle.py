@@ -1,0 +1,162 @@
+"""One checkpoint's files: writing a snapshot as a V2 bundle, and reading what a bundle holds.
+
+A snapshot is written with the same `SaveV2` op, in the same key order, that
+`tf.compat.v1.train.Saver` uses, so the files are byte-identical to a
+Saver's. `write_checkpoint` publishes them atomically (see `files.publish`)
+after checking that the written bundle opens and holds every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfcheckpointer.checkpoint import naming
+from tfcheckpointer.checkpoint.files import publish
+from tfcheckpointer.checkpoint.tf_utils import op_error_text
+from tfcheckpointer.errors import CheckpointError, RestoreMismatchError
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """The values of every saved variable at one instant, in Saver key order."""
+
+    keys: list[str]
+    tensors: list[Any]  # eager tensors, or numpy arrays read through a session
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(np.prod(t.shape)) * tf.as_dtype(t.dtype).size for t in self.tensors)
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedCheckpoint:
+    """What one save wrote."""
+
+    step: int
+    prefix: str
+    bytes: int
+    seconds: float
+
+
+# One small graph per variable layout, to write numpy snapshots where eager
+# execution is not available (TF1 programs, inside a session's graph).
+_GRAPH_WRITERS: dict[tuple, tuple[tf.compat.v1.Session, Any, list[Any], Any]] = {}
+
+
+def save_bundle(prefix: str, snapshot: Snapshot) -> None:
+    """Write `snapshot` as a V2 bundle at `prefix`, with the `SaveV2` op a Saver uses."""
+    if tf.executing_eagerly():
+        tf.raw_ops.SaveV2(
+            prefix=prefix,
+            tensor_names=snapshot.keys,
+            shape_and_slices=[""] * len(snapshot.keys),
+            tensors=snapshot.tensors,
+        )
+        return
+    layout = tuple(
+        (k, np.dtype(v.dtype).str, tuple(v.shape)) for k, v in zip(snapshot.keys, snapshot.tensors)
+    )
+    if layout not in _GRAPH_WRITERS:
+        graph = tf.Graph()
+        with graph.as_default():
+            prefix_input = tf.compat.v1.placeholder(tf.string, [])
+            inputs = [tf.compat.v1.placeholder(v.dtype, v.shape) for v in snapshot.tensors]
+            save = tf.raw_ops.SaveV2(
+                prefix=prefix_input, tensor_names=snapshot.keys,
+                shape_and_slices=[""] * len(snapshot.keys), tensors=inputs,
+            )
+        _GRAPH_WRITERS[layout] = (tf.compat.v1.Session(graph=graph), prefix_input, inputs, save)
+    session, prefix_input, inputs, save = _GRAPH_WRITERS[layout]
+    session.run(save, {prefix_input: prefix, **dict(zip(inputs, snapshot.tensors))})
+
+
+def write_checkpoint(
+    prefix: str, snapshot: Snapshot, *, extra_files: Mapping[str, bytes] | None = None
+) -> float:
+    """Write and publish `snapshot` at `prefix`; return the seconds it took.
+
+    `extra_files` maps suffixes (e.g. `.meta`) to contents written beside the
+    bundle and published with it. On any failure nothing is left under a
+    temporary name and nothing that was there before is touched.
+    """
+    start = time.perf_counter()
+
+    def write(temp: str) -> None:
+        save_bundle(temp, snapshot)
+        for suffix, data in (extra_files or {}).items():
+            with tf.io.gfile.GFile(temp + suffix, "wb") as f:
+                f.write(data)
+
+    def check(temp: str) -> None:
+        stored = tf.compat.v1.train.NewCheckpointReader(temp).get_variable_to_shape_map()
+        absent = sorted(set(snapshot.keys) - set(stored))
+        if absent:
+            raise ValueError(f"written checkpoint lacks {', '.join(absent)}")
+
+    try:
+        tf.io.gfile.makedirs(prefix.rsplit("/", 1)[0] if "/" in prefix else ".")
+        publish(prefix, write, check=check, several_files=True)
+    except (tf.errors.OpError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"Cannot write checkpoint {prefix}: {op_error_text(error)}"
+        ) from error
+    return time.perf_counter() - start
+
+
+def checkpoint_shapes(prefix: str) -> dict[str, list[int]]:
+    """`{key: shape}` of the checkpoint at `prefix`."""
+    try:
+        return dict(tf.train.list_variables(prefix))
+    except Exception as error:  # the C++ reader maps file damage to many Python types
+        raise CheckpointError(f"Cannot read checkpoint {prefix}: {error}") from None
+
+
+def read_step(prefix: str, shapes: Mapping[str, Any] | None = None) -> tuple[int | None, str | None]:
+    """The checkpoint's step and where it came from.
+
+    The scalar `global_step` tensor (`"global_step"`) if the checkpoint has
+    one, else the number ending the prefix (`"prefix"`), else `(None, None)`.
+    """
+    shapes = checkpoint_shapes(prefix) if shapes is None else shapes
+    if naming.GLOBAL_STEP_KEY in shapes and not list(shapes[naming.GLOBAL_STEP_KEY]):
+        try:
+            value = tf.train.load_checkpoint(prefix).get_tensor(naming.GLOBAL_STEP_KEY)
+            return int(value), naming.GLOBAL_STEP_KEY
+        except Exception as error:  # the C++ reader maps file damage to many Python types
+            raise CheckpointError(
+                f"Cannot read {naming.GLOBAL_STEP_KEY} from {prefix}: {op_error_text(error)}"
+            ) from None
+    step = naming.step_of_prefix(prefix)
+    return (step, "prefix") if step is not None else (None, None)
+
+
+def check_compatible(prefix: str, shapes: Mapping[str, Any], *, optional: set[str]) -> None:
+    """Raise `RestoreMismatchError` unless `prefix` holds every key of `shapes`, shaped alike.
+
+    Keys in `optional` may be absent; keys the checkpoint has beyond them are
+    reported as unexpected only when they are outside the optimizer scope
+    (a checkpoint written with optimizer state restores into a run without).
+    """
+    stored = checkpoint_shapes(prefix)
+    missing = [k for k in shapes if k not in stored and k not in optional]
+    unexpected = [k for k in stored if k not in shapes and not is_optimizer_key(k)]
+    mismatched = {
+        k: (tuple(shape), tuple(stored[k]))
+        for k, shape in shapes.items()
+        if k in stored and list(shape) != list(stored[k])
+    }
+    if missing or unexpected or mismatched:
+        raise RestoreMismatchError(
+            prefix, missing=missing, unexpected=unexpected, mismatched=mismatched
+        )
+
+
+def is_optimizer_key(key: str) -> bool:
+    """Whether `key` is optimizer state (`optimizer/...`), which a model can do without."""
+    return key.startswith(naming.OPTIMIZER_SCOPE + "/")

@@ -1,0 +1,212 @@
+"""A checkpoint directory: which checkpoints it holds, which is the latest, and its state file.
+
+`CheckpointDirectory.candidates()` is the one rule for "which checkpoint is
+the latest", used by resume, `tfcheckpointer freeze`, `inspect` and
+everything else: the `checkpoint` state file's pick first (when it names one
+of this basename's checkpoints that is on disk), then the others by step,
+newest first. A damaged state file is skipped with a warning, never fatal.
+
+Files go through `tf.io.gfile`, so any filesystem TensorFlow knows (local,
+`ram://`, `gs://`, ...) works. The state file holds paths relative to the
+directory, so a run directory can be moved or copied.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import re
+import shutil
+
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.python.training import checkpoint_state_pb2
+
+from tfcheckpointer.checkpoint import naming
+from tfcheckpointer.checkpoint.files import atomic_write
+from tfcheckpointer.checkpoint.policy import CheckpointInfo
+from tfcheckpointer.errors import CheckpointError, first_line
+
+logger = logging.getLogger("tfcheckpointer")
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path
+
+
+class CheckpointDirectory:
+    """The `<directory>/<basename>-<step>` checkpoints of one directory.
+
+    Args:
+        directory: The directory.
+        basename: Only checkpoints of this basename count; None counts every
+            `<name>-<step>` checkpoint (for reading a directory some other
+            program wrote).
+    """
+
+    def __init__(self, directory: str, basename: str | None = None):
+        self.directory = directory.rstrip("/") or "/"
+        self.basename = basename
+
+    @property
+    def state_path(self) -> str:
+        return f"{self.directory}/{naming.STATE_FILENAME}"
+
+    def prefix(self, step: int) -> str:
+        return naming.checkpoint_prefix(self.directory, self._require_basename(), step)
+
+    # --- Reading ---------------------------------------------------------------------
+
+    def list_checkpoints(self) -> list[CheckpointInfo]:
+        """The complete checkpoints of this basename on disk, oldest step first."""
+        basename = self._require_basename()
+        # One listing and one stat per file: directories that keep every checkpoint get long.
+        sizes: dict[int, int] = collections.defaultdict(int)
+        written: dict[int, float] = {}
+        for filename in self._listdir():
+            match = naming.checkpoint_file_step(filename, basename)
+            if match is None:
+                continue
+            step, is_index = match
+            stat = tf.io.gfile.stat(f"{self.directory}/{filename}")
+            sizes[step] += stat.length
+            if is_index:
+                written[step] = stat.mtime_nsec / 1e9
+        return [CheckpointInfo(step, written[step], sizes[step]) for step in sorted(written)]
+
+    def candidates(self) -> list[str]:
+        """Checkpoint prefixes to resume from, best first: the state file's, then by step."""
+        on_disk = self._prefixes_on_disk()
+        state = self.read_state()
+        if state is not None and state.model_checkpoint_path:
+            # Only a pick among our own checkpoints: another Saver may share the file, and a
+            # directory moved with absolute paths in it still names its own files by name.
+            name = state.model_checkpoint_path.rstrip("/").rsplit("/", 1)[-1]
+            picked = f"{self.directory}/{name}"
+            if picked in on_disk:
+                on_disk = [picked] + [p for p in on_disk if p != picked]
+        return on_disk
+
+    def latest(self) -> str | None:
+        """The newest checkpoint: the state file's, or the highest step on disk."""
+        candidates = self.candidates()
+        return candidates[0] if candidates else None
+
+    def read_state(self) -> checkpoint_state_pb2.CheckpointState | None:
+        """The parsed state file; None when there is none, or it is damaged (with a warning)."""
+        try:
+            with tf.io.gfile.GFile(self.state_path, "rb") as f:
+                text = f.read().decode("utf-8")
+            state = text_format.Parse(text, checkpoint_state_pb2.CheckpointState())
+        except tf.errors.NotFoundError:
+            return None
+        except (text_format.ParseError, UnicodeDecodeError, tf.errors.OpError) as error:
+            logger.warning("Ignoring %s: %s", self.state_path, first_line(error))
+            return None
+        if not state.model_checkpoint_path:
+            # Never written so by us; TensorFlow's own readers reject it.
+            logger.warning("Ignoring %s: it names no checkpoint.", self.state_path)
+            return None
+        return state
+
+    def size(self, prefix: str) -> int:
+        """The bytes of every file of the checkpoint at `prefix`."""
+        return sum(
+            tf.io.gfile.stat(f"{self.directory}/{name}").length for name in self.files_of(prefix)
+        )
+
+    def files_of(self, prefix: str) -> list[str]:
+        """The file names (data, index, meta) of the checkpoint at `prefix` in this directory."""
+        name = prefix.rsplit("/", 1)[-1]
+        return [f for f in self._listdir() if naming.is_checkpoint_file(f, name)]
+
+    # --- Writing ---------------------------------------------------------------------
+
+    def write_state(self, checkpoints: list[CheckpointInfo], latest: int | None) -> None:
+        """Atomically point the `checkpoint` state file at step `latest`.
+
+        `checkpoints` are all those kept; `latest` goes last, as TF expects.
+        With no checkpoint left the state file is removed: one naming nothing
+        makes `tf.train.get_checkpoint_state` raise.
+        """
+        if latest is None:
+            with contextlib.suppress(tf.errors.NotFoundError):
+                tf.io.gfile.remove(self.state_path)
+            return
+        basename = self._require_basename()
+        checkpoints = sorted(checkpoints, key=lambda c: (c.step == latest, c.step))
+        state = checkpoint_state_pb2.CheckpointState(
+            model_checkpoint_path=f"{basename}-{latest}",
+            all_model_checkpoint_paths=[f"{basename}-{c.step}" for c in checkpoints],
+            all_model_checkpoint_timestamps=[c.timestamp for c in checkpoints],
+        )
+        atomic_write(self.state_path, text_format.MessageToString(state).encode())
+
+    def delete(self, step: int) -> None:
+        """Remove every file of the checkpoint for `step`, index first."""
+        names = self.files_of(self.prefix(step))
+        names.sort(key=lambda name: not name.endswith(naming.INDEX_SUFFIX))
+        for name in names:
+            with contextlib.suppress(tf.errors.NotFoundError):
+                tf.io.gfile.remove(f"{self.directory}/{name}")
+
+    def set_aside(self, prefix: str) -> str:
+        """Rename an unreadable checkpoint out of the way; return its new prefix."""
+        aside = prefix + naming.CORRUPT_INFIX
+        for name in self.files_of(prefix):
+            tail = name[len(prefix.rsplit("/", 1)[-1]) :]
+            tf.io.gfile.rename(f"{self.directory}/{name}", aside + tail, overwrite=True)
+        return aside
+
+    def remove_stale_temp_files(self) -> list[str]:
+        """Delete what a crashed save left behind; never a finished checkpoint."""
+        ours = re.compile(
+            re.escape(self._require_basename()) + r"-\d+" + re.escape(naming.TEMP_INFIX)
+        )
+        single = {
+            name + naming.TEMP_INFIX
+            for name in [naming.STATE_FILENAME, *naming.GRAPH_DEF_FILENAMES.values()]
+        }
+        stale = [name for name in self._listdir() if ours.match(name) or name in single]
+        for name in stale:
+            path = f"{self.directory}/{name}"
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+        return stale
+
+    def check_free_space(self, nbytes: int) -> None:
+        """Fail early when a local disk cannot hold `nbytes` more."""
+        if not is_local(self.directory):
+            return
+        tf.io.gfile.makedirs(self.directory)
+        free = shutil.disk_usage(self.directory).free
+        if free < nbytes:
+            raise CheckpointError(
+                f"Cannot write a checkpoint to {self.directory}: it needs {nbytes:,} bytes and the "
+                f"disk has {free:,} free. HINT: free space, lower checkpoint.max_to_keep or set "
+                "checkpoint.max_total_bytes."
+            )
+
+    # --- Helpers ---------------------------------------------------------------------
+
+    def _prefixes_on_disk(self) -> list[str]:
+        """Every complete checkpoint of the basename (any, without one), highest step first."""
+        found = []
+        for filename in self._listdir():
+            match = naming.index_file_checkpoint(filename)
+            if match and (self.basename is None or match[0] == self.basename):
+                found.append((match[1], filename[: -len(naming.INDEX_SUFFIX)]))
+        return [f"{self.directory}/{name}" for _, name in sorted(found, reverse=True)]
+
+    def _listdir(self) -> list[str]:
+        if not tf.io.gfile.isdir(self.directory):
+            return []
+        return [name.rstrip("/") for name in tf.io.gfile.listdir(self.directory)]
+
+    def _require_basename(self) -> str:
+        if self.basename is None:
+            raise ValueError("This CheckpointDirectory reads any basename; it writes none.")
+        return self.basename

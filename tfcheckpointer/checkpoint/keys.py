@@ -1,0 +1,155 @@
+"""Stable, readable checkpoint keys for a Keras model's variables.
+
+Keras numbers auto-named layers and optimizers per process (`dense_2/kernel`,
+`adam_4/...`), so `variable.path` changes when a second model is built in the
+same process. Keys here are derived from the model's structure instead: each
+layer is named by its position among its siblings when its name is one Keras
+made up, and by its own name when the user chose one. The same model rebuilt
+anywhere gets the same keys, and they read like TF1 names (`dense_1/kernel`).
+
+Model variables are keyed `<layer>/<sublayer>/.../<variable>`; optimizer
+state `optimizer/<model key>/<slot>` (e.g. `optimizer/dense/kernel/momentum`);
+the optimizer's step counter is `global_step`, as in TF1.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+from typing import Any
+
+from tfcheckpointer.errors import KeyCollisionError
+from tfcheckpointer.checkpoint.naming import GLOBAL_STEP_KEY, OPTIMIZER_SCOPE
+
+
+def to_snake_case(name: str) -> str:
+    """Keras's own rule (`keras.src.utils.naming.to_snake_case`) for auto names."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _auto_base(layer: Any) -> str | None:
+    """The class-derived base if `layer.name` looks made up by Keras, else None."""
+    base = to_snake_case(type(layer).__name__)
+    return base if re.fullmatch(re.escape(base) + r"(_\d+)?", layer.name) else None
+
+
+def _child_names(children: list[Any]) -> list[str]:
+    """Stable names for sibling layers, in order."""
+    seen: collections.Counter[str] = collections.Counter()
+    names = []
+    for child in children:
+        base = _auto_base(child)
+        if base is None:
+            names.append(child.name)
+            continue
+        names.append(base if seen[base] == 0 else f"{base}_{seen[base]}")
+        seen[base] += 1
+    return names
+
+
+def _children(layer: Any) -> list[Any]:
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def stable_layer_names(model: Any) -> dict[int, str]:
+    """`{id(layer): stable name}` for the model's direct layers, input layers included."""
+    children = _children(model)
+    return {id(child): name for child, name in zip(children, _child_names(children))}
+
+
+def _own_variables(layer: Any) -> list[Any]:
+    """The variables a layer creates itself, not those of its sublayers."""
+    if hasattr(layer, "_trainable_variables"):  # Keras 3
+        own = list(layer._trainable_variables) + list(layer._non_trainable_variables)
+        return own + [generator.state for generator in getattr(layer, "_seed_generators", [])]
+    return list(layer._trainable_weights) + list(layer._non_trainable_weights)  # tf_keras
+
+
+def variable_path(variable: Any) -> str:
+    """Keras's own path of a variable: `dense_2/kernel` (Keras 3) or its TF name without `:0`."""
+    return getattr(variable, "path", None) or variable.name.split(":")[0]
+
+
+def _short_name(variable: Any) -> str:
+    """`kernel` for Keras 3's `kernel` and tf_keras's `dense_2/kernel:0` alike."""
+    return variable.name.split(":")[0].rsplit("/", 1)[-1]
+
+
+def model_variable_keys(model: Any) -> dict[str, Any]:
+    """Map stable keys to the model's Keras variables, in `model.variables` order."""
+    pairs: list[tuple[str, Any]] = []
+
+    def visit(layer: Any, scope: str) -> None:
+        for variable in _own_variables(layer):
+            pairs.append((f"{scope}{_short_name(variable)}", variable))
+        children = _children(layer)
+        for child, name in zip(children, _child_names(children)):
+            visit(child, f"{scope}{name}/")
+
+    visit(model, "")
+    _check_unique(pairs)
+    keys = {id(variable): key for key, variable in pairs}
+    unreached = [variable_path(v) for v in model.variables if id(v) not in keys]
+    if unreached:
+        raise KeyCollisionError({"<not found by walking the layers>": unreached})
+    return {keys[id(v)]: v for v in model.variables}
+
+
+def optimizer_variable_keys(optimizer: Any, model_keys: dict[str, Any]) -> dict[str, Any]:
+    """Map stable keys to the optimizer's variables.
+
+    A slot variable is filed under its reference variable's stable key. Keras 3
+    names it `<reference path with '/' as '_'>_<slot>`; tf_keras
+    `[<optimizer>/]<slot>/<reference path>`.
+    """
+    flat_paths = {variable_path(v).replace("/", "_"): key for key, v in model_keys.items()}
+    paths = {variable_path(v): key for key, v in model_keys.items()}
+    variables = optimizer.variables() if callable(optimizer.variables) else optimizer.variables
+    pairs = []
+    for variable in variables:
+        if variable is optimizer.iterations:
+            pairs.append((GLOBAL_STEP_KEY, variable))
+            continue
+        name = variable.name.split(":")[0]
+        owners = [flat for flat in flat_paths if name.startswith(flat + "_")]
+        legacy = [path for path in paths if name.endswith("/" + path)]
+        if owners:
+            owner = max(owners, key=len)
+            pairs.append((f"{OPTIMIZER_SCOPE}/{flat_paths[owner]}/{name[len(owner) + 1 :]}", variable))
+        elif legacy:
+            owner = max(legacy, key=len)
+            slot = name[: -len(owner) - 1].rsplit("/", 1)[-1]
+            pairs.append((f"{OPTIMIZER_SCOPE}/{paths[owner]}/{slot}", variable))
+        else:
+            pairs.append((f"{OPTIMIZER_SCOPE}/{name.split('/', 1)[-1]}", variable))
+    _check_unique(pairs)
+    return dict(pairs)
+
+
+def _check_unique(pairs: list[tuple[str, Any]]) -> None:
+    by_key: dict[str, list[str]] = collections.defaultdict(list)
+    for key, variable in pairs:
+        by_key[key].append(variable_path(variable))
+    collisions = {key: paths for key, paths in by_key.items() if len(paths) > 1}
+    if collisions:
+        raise KeyCollisionError(collisions)
+
+
+def checkpoint_variables(model: Any, *, include_optimizer: bool) -> dict[str, Any]:
+    """All Keras variables to save, by stable key.
+
+    The optimizer must be built. `global_step` is always included so that a
+    restored run continues its step count even without optimizer state.
+    """
+    model_keys = model_variable_keys(model)
+    optimizer_keys = optimizer_variable_keys(model.optimizer, model_keys)
+    if not include_optimizer:
+        optimizer_keys = {GLOBAL_STEP_KEY: optimizer_keys[GLOBAL_STEP_KEY]}
+    clash = sorted(set(model_keys) & set(optimizer_keys))
+    if clash:
+        raise KeyCollisionError(
+            {key: [variable_path(model_keys[key]), variable_path(optimizer_keys[key])] for key in clash}
+        )
+    return {**model_keys, **optimizer_keys}

@@ -1,0 +1,235 @@
+"""The checkpoint manager: owns the step, the policies, the saver and the restorer.
+
+Adapters (the Keras callback, a TF1 session hook) turn their hooks into
+calls on this object: `start`, `restore`, `on_step`, `on_end`. It asks the
+save policy, takes a snapshot, writes it (in the background with
+`async`), publishes it atomically, then applies retention to every
+checkpoint in the directory, including those left by earlier runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import tensorflow as tf
+
+from tfcheckpointer.checkpoint.background import BackgroundWriter
+from tfcheckpointer.checkpoint.bundle import SavedCheckpoint
+from tfcheckpointer.checkpoint.directory import CheckpointDirectory, is_local
+from tfcheckpointer.checkpoint.files import atomic_write
+from tfcheckpointer.checkpoint.lock import DirectoryLock
+from tfcheckpointer.checkpoint.policy import LastSave, RetentionPolicy, save_policy
+from tfcheckpointer.checkpoint.restore import Restorer
+from tfcheckpointer.checkpoint.saver import CheckpointSaver
+from tfcheckpointer.checkpoint.signals import SignalCatcher
+from tfcheckpointer.checkpoint.tf_utils import op_error_text
+from tfcheckpointer.checkpoint.variables import EagerVariables, SessionVariables
+from tfcheckpointer.config.schema import CheckpointConfig
+from tfcheckpointer.errors import CheckpointError
+
+logger = logging.getLogger("tfcheckpointer")
+
+
+class CheckpointManager:
+    """Saves variables on the configured cadence and restores them on resume.
+
+    Args:
+        config: The `checkpoint:` section.
+        clock: Seconds since the epoch; injectable for tests of time triggers.
+        announce: Called with a one-line message for each save and restore
+            (the callback passes Keras's printer when `verbose` is on).
+    """
+
+    def __init__(
+        self,
+        config: CheckpointConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        announce: Callable[[str], None] | None = None,
+    ):
+        self.config = config
+        self.directory = CheckpointDirectory(config.directory, config.basename)
+        self.saver = CheckpointSaver(
+            self.directory,
+            RetentionPolicy(
+                config.max_to_keep, config.keep_checkpoint_every_n_hours, config.max_total_bytes
+            ),
+        )
+        self.restorer = Restorer(self.directory, config.restore)
+        self.save_policy = save_policy(
+            every_n_steps=config.every_n_steps, every_n_seconds=config.every_n_seconds
+        )
+        self._clock = clock
+        self._announce = announce
+        self._variables: Any = None
+        self._background = BackgroundWriter() if config.async_save else None
+        self._lock = DirectoryLock(config.directory) if config.lock and is_local(config.directory) else None
+        self._signals = SignalCatcher(config.save_on_signals)
+        self.last_save = LastSave(step=0, time=clock())
+        self.last_published_step = 0
+        self.last_checkpoint: str | None = None
+
+    # --- Lifecycle ------------------------------------------------------------
+
+    def start(
+        self,
+        variables: Mapping[str, Any] | EagerVariables | SessionVariables,
+        *,
+        step: int,
+        extra_files: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Lock the directory, clear a crashed run's leftovers and bind the variables.
+
+        `variables` maps checkpoint keys to Keras / TF2 variables, or is an
+        adapter from `access`; `step` is the global step they are at now;
+        `extra_files` maps suffixes (`.meta`) to bytes written beside every
+        checkpoint.
+        """
+        if isinstance(variables, Mapping):
+            variables = EagerVariables(variables)
+        # An earlier run of this manager may have died (no on_end) with a write in
+        # flight: its temp files are not leftovers, and its error was logged already.
+        if self._background is not None:
+            earlier = self._background.wait()
+            if earlier is not None:
+                logger.warning("A background write of an earlier run failed: %s", earlier)
+        if self._lock is not None:
+            self._lock.acquire()
+        for name in self.directory.remove_stale_temp_files():
+            logger.warning("Removed %s/%s, left by an interrupted save.", self.directory.directory, name)
+        self._variables = variables
+        self.saver.extra_files = dict(extra_files or {})
+        self.last_save = LastSave(step=step, time=self._clock())
+        self.last_published_step = step
+        self._signals.received = None
+        self._signals.install()
+
+    def on_step(self, step: int) -> SavedCheckpoint | None:
+        """Save if a checkpoint is due at `step`, or if a stop signal came."""
+        if self._signals.received is not None:
+            self._stop_for_signal(step)
+        if self.save_policy.should_save(step, self._clock(), self.last_save):
+            return self.save(step)
+        return None
+
+    def on_end(self, step: int) -> SavedCheckpoint | None:
+        """Save the final step unless it is on disk already, and wait for every write.
+
+        A save that failed earlier (under `on_error: warn`, or in the
+        background) does not count: the final step is tried again.
+        """
+        if self._signals.received is not None:
+            self._stop_for_signal(step)
+        saved = None
+        try:
+            self.wait()
+            if self.config.save_at_train_end and step > self.last_published_step:
+                saved = self.save(step)
+        finally:
+            self.close()
+        # A signal that came during the final save is honoured now that it is written.
+        if self._signals.received is not None:
+            self._signals.resume_signal()
+        return saved
+
+    def close(self) -> None:
+        """Wait for the write in flight, then let go of the directory and the signals."""
+        try:
+            self.wait()
+        finally:
+            self._signals.uninstall()
+            if self._lock is not None:
+                self._lock.release()
+
+    def _stop_for_signal(self, step: int) -> None:
+        logger.warning("Stopping at step %d on %s.", step, self._signals.received.name)
+        if step > self.last_save.step:
+            self.save(step)
+        self.close()
+        self._signals.resume_signal()
+
+    # --- Saving -----------------------------------------------------------------
+
+    def save(self, step: int) -> SavedCheckpoint | None:
+        """Checkpoint the variables as they are now.
+
+        Synchronously, return what was written. With `async`, wait for the
+        previous write, take the snapshot here and write it in the background
+        (returning None); a background failure surfaces on the next save or
+        at the end, under `on_error`.
+        """
+        snapshot = self._variables.snapshot()
+        self.last_save = LastSave(step=step, time=self._clock())
+        if self._background is None:
+            try:
+                return self._publish(step, snapshot)
+            except CheckpointError as error:
+                self._failed(error)
+                return None
+        self.wait()
+        self._background.submit(lambda: self._publish(step, snapshot))
+        return None
+
+    def write_file(self, name: str, data: bytes) -> None:
+        """Atomically write `name` into the checkpoint directory (failures follow `on_error`).
+
+        A file already holding `data` (a resumed run's graph) is left alone.
+        """
+        path = f"{self.directory.directory}/{name}"
+        try:
+            if tf.io.gfile.exists(path):
+                with tf.io.gfile.GFile(path, "rb") as f:
+                    if f.read() == data:
+                        return
+            tf.io.gfile.makedirs(self.directory.directory)
+            atomic_write(path, data)
+        except (tf.errors.OpError, OSError) as error:
+            self._failed(CheckpointError(f"Cannot write {path}: {op_error_text(error)}"))
+
+    def wait(self) -> None:
+        """Block until a background write ends; apply `on_error` to its failure."""
+        if self._background is not None:
+            error = self._background.wait()
+            if error is not None:
+                self._failed(error)
+
+    def _failed(self, error: BaseException) -> None:
+        if self.config.on_error == "warn" and isinstance(error, CheckpointError):
+            logger.warning("%s -- training goes on (checkpoint.on_error: warn).", error)
+            return
+        raise error
+
+    def _publish(self, step: int, snapshot: Any) -> SavedCheckpoint:
+        saved = self.saver.save(step, snapshot)
+        self.last_checkpoint = saved.prefix
+        self.last_published_step = step
+        logger.info(
+            "Saved checkpoint step=%d path=%s bytes=%d seconds=%.3f",
+            saved.step, saved.prefix, saved.bytes, saved.seconds,
+        )
+        self._say(
+            f"Saved checkpoint {saved.prefix} (step {saved.step}, "
+            f"{saved.bytes} bytes, {saved.seconds:.2f}s)."
+        )
+        return saved
+
+    # --- Restoring ----------------------------------------------------------------
+
+    def restore(self, *, current_step: int = 0) -> int | None:
+        """Restore per `config.restore` (see `restore.Restorer`); return the restored step, or None."""
+        restored = self.restorer.restore(self._variables, current_step=current_step)
+        if restored is None:
+            return None
+        self.last_save = LastSave(step=restored.step, time=self._clock())
+        self.last_published_step = restored.step
+        self.last_checkpoint = restored.prefix
+        self._say(f"Restored {restored.prefix} (step {restored.step}).")
+        return restored.step
+
+    def _say(self, message: str) -> None:
+        if self._announce is not None:
+            self._announce(message)
+

@@ -1,0 +1,80 @@
+"""Publishing one save: check the space, write the bundle, point the state file at it, prune."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import tensorflow as tf
+
+from tfcheckpointer.checkpoint import naming
+from tfcheckpointer.checkpoint.bundle import SavedCheckpoint, Snapshot, write_checkpoint
+from tfcheckpointer.checkpoint.directory import CheckpointDirectory
+from tfcheckpointer.checkpoint.policy import RetentionPolicy
+from tfcheckpointer.checkpoint.tf_utils import op_error_text
+from tfcheckpointer.errors import CheckpointError
+
+logger = logging.getLogger("tfcheckpointer")
+
+
+class CheckpointSaver:
+    """Writes `<basename>-<step>` checkpoints into one directory and keeps what retention says.
+
+    Args:
+        directory: Where the checkpoints go.
+        retention: Which checkpoints to delete after each save, whichever
+            run wrote them.
+        extra_files: Suffixes (`.meta`) and the bytes written beside every
+            checkpoint and published with it.
+    """
+
+    def __init__(
+        self,
+        directory: CheckpointDirectory,
+        retention: RetentionPolicy,
+        extra_files: Mapping[str, bytes] | None = None,
+    ):
+        self.directory = directory
+        self.retention = retention
+        self.extra_files = dict(extra_files or {})
+
+    def save(self, step: int, snapshot: Snapshot) -> SavedCheckpoint:
+        """Write, publish, point the state file at it, then prune."""
+        prefix = self.directory.prefix(step)
+        extra_bytes = sum(len(data) for data in self.extra_files.values())
+        try:
+            self.directory.check_free_space(snapshot.nbytes + extra_bytes)
+        except (tf.errors.OpError, OSError) as error:
+            raise CheckpointError(f"Cannot write checkpoint {prefix}: {op_error_text(error)}") from error
+        self._unpublish(step)
+        seconds = write_checkpoint(prefix, snapshot, extra_files=self.extra_files)
+        try:
+            on_disk = self.directory.list_checkpoints()
+            # The checkpoint just written stays, even beside higher steps of an earlier run.
+            doomed = [c for c in self.retention.to_delete(on_disk) if c.step != step]
+            doomed_steps = {c.step for c in doomed}
+            self.directory.write_state(
+                [c for c in on_disk if c.step not in doomed_steps], latest=step
+            )
+            for checkpoint in doomed:
+                self.directory.delete(checkpoint.step)
+            size = self.directory.size(prefix)
+        except (tf.errors.OpError, OSError) as error:
+            raise CheckpointError(
+                f"Wrote {prefix} but could not update {self.directory.directory}: {error}"
+            ) from error
+        return SavedCheckpoint(step, prefix, size, seconds)
+
+    def _unpublish(self, step: int) -> None:
+        """Before a step is written again (a restart that went back), point the
+        state file away from its old files, so it never names a half-replaced one."""
+        prefix = self.directory.prefix(step)
+        try:
+            # The usual case, a new step, costs one existence check, not a listing.
+            if not tf.io.gfile.exists(prefix + naming.INDEX_SUFFIX):
+                return
+            others = [c for c in self.directory.list_checkpoints() if c.step != step]
+            self.directory.write_state(others, latest=others[-1].step if others else None)
+            self.directory.delete(step)
+        except (tf.errors.OpError, OSError) as error:
+            raise CheckpointError(f"Cannot replace {prefix}: {error}") from error

@@ -1,0 +1,38 @@
+"""The `tfcheckpointer` command line: `train`, `validate`, `inspect`, `convert` and `freeze`.
+
+One module per command, each with `add_parser` and `run`. Every
+`TfCheckpointerError` becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tfcheckpointer.cli import convert, freeze, inspect, train, validate
+from tfcheckpointer.cli.common import verbose_parent
+from tfcheckpointer.errors import TfCheckpointerError
+
+EXIT_ERROR = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfcheckpointer",
+        description="TF1 Saver checkpoints and verified frozen graphs from Keras training.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    parent = verbose_parent()
+    for command in (train, validate, inspect, convert, freeze):
+        command.add_parser(commands, parent)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except TfCheckpointerError as error:
+        print(f"tfcheckpointer: error: {error}", file=sys.stderr)
+        return EXIT_ERROR

@@ -1,0 +1,87 @@
+"""What every command shares: options, loading the job file, and a quiet TensorFlow start-up."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from tfcheckpointer.config.loading import load_config, parse_override
+from tfcheckpointer.config.schema import JobConfig
+
+COMMAND_LINE = "<command line>"
+
+# TensorFlow's __init__ imports all of Keras (for `keras.src.optimizers`) and swallows an
+# ImportError there; commands that only read protobufs block it to start faster.
+_KERAS_EAGER_IMPORT = "keras.src.optimizers"
+
+
+def add_set_option(parser: argparse.ArgumentParser, example: str) -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a dotted key of CONFIG, e.g. --set {example} (repeatable)",
+    )
+
+
+def verbose_parent() -> argparse.ArgumentParser:
+    """The `-v/--verbose` option every command takes."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "-v", "--verbose", action="store_true", help="show TensorFlow's own start-up messages"
+    )
+    return parent
+
+
+def load_job(args: argparse.Namespace) -> JobConfig:
+    overrides = dict(parse_override(text) for text in args.overrides)
+    return load_config(args.config, overrides)
+
+
+def import_tensorflow(*, verbose: bool, keras: bool = True) -> None:
+    """Import TensorFlow with the lines its C++ code prints while loading hidden.
+
+    TensorFlow 2.21 writes its start-up lines (oneDNN, CUDA, absl) straight to
+    file descriptor 2 during `import tensorflow`, before `TF_CPP_MIN_LOG_LEVEL`
+    applies, so descriptor 2 goes to a temporary file for the import. They
+    are shown with `verbose`, and when the import fails. `keras=False` keeps
+    TensorFlow from importing Keras.
+    """
+    if "tensorflow" in sys.modules:
+        return
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    block_keras = not keras and _KERAS_EAGER_IMPORT not in sys.modules
+    if block_keras:
+        sys.modules[_KERAS_EAGER_IMPORT] = None  # type: ignore[assignment]
+    try:
+        if verbose:
+            import tensorflow  # noqa: F401
+        else:
+            _import_tensorflow_silently()
+    finally:
+        if block_keras and sys.modules.get(_KERAS_EAGER_IMPORT, 0) is None:
+            del sys.modules[_KERAS_EAGER_IMPORT]
+
+
+def _import_tensorflow_silently() -> None:
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)

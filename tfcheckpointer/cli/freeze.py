@@ -1,0 +1,154 @@
+"""`tfcheckpointer freeze`: a checkpoint into a verified frozen GraphDef, from CONFIG, --model or --meta."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Sequence
+
+from tfcheckpointer.cli.common import COMMAND_LINE, add_set_option, import_tensorflow, load_job
+from tfcheckpointer.config.loading import parse_freeze_section
+from tfcheckpointer.config.schema import FreezeConfig
+from tfcheckpointer.errors import ConfigError
+
+
+def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+    text = "freeze a checkpoint into a verified frozen GraphDef, from CONFIG, --model or --meta"
+    freeze = commands.add_parser("freeze", help=text, description=text, parents=[parent])
+    freeze.add_argument(
+        "config", nargs="?", help="a YAML job file; its model.factory builds the model"
+    )
+    source = freeze.add_mutually_exclusive_group()
+    source.add_argument(
+        "--model", metavar="MODEL.keras", help="a saved .keras model of the checkpoint's model"
+    )
+    source.add_argument(
+        "--meta", metavar="PREFIX.meta", help="the MetaGraphDef beside a checkpoint (TF1 route)"
+    )
+    freeze.add_argument(
+        "--checkpoint",
+        default="latest",
+        metavar="latest|PREFIX|DIR",
+        help="latest (default: the newest in CONFIG's checkpoint.directory or beside --meta), "
+        "a checkpoint prefix, or a directory (its newest)",
+    )
+    freeze.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help=".pb (binary) or .pbtxt (text); default: CONFIG's freeze.output",
+    )
+    for side in ("input", "output"):
+        freeze.add_argument(
+            f"--{side}-names",
+            action="append",
+            metavar="NAME[,NAME...]",
+            help=f"{side} node names (repeatable); default: freeze.{side}_names, the model's "
+            f"{side} layers, or the .meta's {side}s collection / serving_default signature",
+        )
+    freeze.add_argument(
+        "--verify-tolerance", type=float, metavar="X", help="largest accepted difference (1e-5)"
+    )
+    freeze.add_argument(
+        "--optimize",
+        action="store_true",
+        default=None,
+        help="fold constants and drop what inference does not need (freeze.optimize)",
+    )
+    add_set_option(freeze, "freeze.output=model.pb")
+    freeze.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    given = [s for s in (args.config, args.model, args.meta) if s is not None]
+    if len(given) != 1:
+        raise ConfigError(
+            "give one of CONFIG, --model MODEL.keras and --meta PREFIX.meta", file=COMMAND_LINE
+        )
+    if args.overrides and args.config is None:
+        raise ConfigError("--set overrides keys of CONFIG; there is none", file=COMMAND_LINE)
+    job = load_job(args) if args.config is not None else None
+    config = freeze_settings(
+        job.freeze if job is not None else None,
+        output=args.output,
+        input_names=_split_names(args.input_names),
+        output_names=_split_names(args.output_names),
+        verify_tolerance=args.verify_tolerance,
+        optimize=args.optimize,
+    )
+    import_tensorflow(verbose=args.verbose, keras=args.meta is None)
+    if args.meta is not None:
+        from tfcheckpointer.graph.session_freeze import freeze_meta_graph
+
+        done = freeze_meta_graph(args.meta, config, checkpoint=args.checkpoint)
+    else:
+        from tfcheckpointer.graph import keras_checkpoint
+
+        if job is not None:
+            done = keras_checkpoint.freeze_from_config(job, checkpoint=args.checkpoint, config=config)
+        else:
+            model = keras_checkpoint.load_keras_model(args.model)
+            done = keras_checkpoint.freeze_keras_checkpoint(model, args.checkpoint, config)
+    frozen = done.frozen
+    checked = "not verified" if frozen.max_abs_diff is None else f"max diff {frozen.max_abs_diff:g}"
+    print(
+        f"Froze {done.checkpoint} (step {done.step}) into {frozen.path} ({frozen.node_count} "
+        f"nodes, {frozen.bytes:,} bytes, {checked}); sidecar {frozen.sidecar}"
+    )
+    return 0
+
+
+def _split_names(values: list[str] | None) -> list[str] | None:
+    """`--output-names a,b --output-names c` -> [a, b, c]; node names hold no commas."""
+    if values is None:
+        return None
+    return [name.strip() for value in values for name in value.split(",") if name.strip()]
+
+
+def freeze_settings(
+    base: FreezeConfig | None = None,
+    *,
+    output: str | None = None,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    verify_tolerance: float | None = None,
+    optimize: bool | None = None,
+    source: str = COMMAND_LINE,
+) -> FreezeConfig:
+    """`base` (a job's `freeze:` section, or the defaults) with the given values replacing its own.
+
+    The values are checked as the YAML keys are (`freeze.output` must end in
+    `.pb` or `.pbtxt`, names are node names); a tensor name `name:0` is
+    accepted for a node name.
+
+    Raises:
+        ConfigError: No output path at all, or a value the YAML key would refuse.
+    """
+    given = {
+        "output": output,
+        "input_names": _node_names(input_names),
+        "output_names": _node_names(output_names),
+        "verify_tolerance": verify_tolerance,
+        "optimize": optimize,
+    }
+    given = {key: value for key, value in given.items() if value is not None}
+    if base is None and "output" not in given:
+        raise ConfigError(
+            "no output path for the frozen graph",
+            file=source,
+            key="freeze.output",
+            hint="pass --output PATH.pb (or give the job file a freeze: section)",
+        )
+    checked = parse_freeze_section(
+        {"output": base.output if base else None, **given}, source=source
+    )
+    assert checked is not None  # a mapping was given
+    return dataclasses.replace(
+        base or checked, **{key: getattr(checked, key) for key in given}
+    )
+
+
+def _node_names(names: Sequence[str] | None) -> tuple[str, ...] | None:
+    if names is None:
+        return None
+    return tuple(name[:-2] if name.endswith(":0") else name for name in names)

@@ -1,0 +1,73 @@
+"""The validated shape of a job file: one frozen dataclass per section.
+
+`loading` builds these from YAML or mappings; every other layer reads them.
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+RESTORE_LATEST = "latest"
+"""`checkpoint.restore: latest`: resume from the newest checkpoint of this run's directory."""
+RESTORE_NONE = "none"
+"""`checkpoint.restore: none`: start fresh."""
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """Where, when and how many checkpoints to write; see the module docstring."""
+
+    directory: str
+    basename: str = "model.ckpt"
+    every_n_steps: int | None = None
+    every_n_seconds: float | None = None
+    max_to_keep: int | None = 5
+    keep_checkpoint_every_n_hours: float | None = None
+    include_optimizer: bool = True
+    restore: str = "latest"
+    save_at_train_end: bool = True
+    async_save: bool = False
+    on_error: str = "raise"
+    max_total_bytes: int | None = None
+    save_on_signals: tuple[str, ...] = ("SIGTERM", "SIGINT")
+    lock: bool = True
+    save_meta_graph: bool = True
+    save_graph_def: str | None = "pbtxt"
+
+
+@dataclass(frozen=True)
+class FreezeConfig:
+    """How to freeze the trained model into a GraphDef (`.pb` or `.pbtxt`)."""
+
+    output: str
+    input_names: tuple[str, ...] | None = None
+    output_names: tuple[str, ...] | None = None
+    verify: bool = True
+    verify_tolerance: float = 1e-5
+    verify_batch_size: int = 4
+    at_train_end: bool = True
+    optimize: bool = False
+
+
+@dataclass(frozen=True)
+class FactoryConfig:
+    """A `package.module:function` to call with `kwargs` to build a model or data."""
+
+    factory: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """A whole validated job file. `source` is the file path or a label for messages."""
+
+    checkpoint: CheckpointConfig
+    freeze: FreezeConfig | None = None
+    model: FactoryConfig | None = None
+    data: FactoryConfig | None = None
+    fit: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    source: str = "<dict>"
+

@@ -1,0 +1,193 @@
+"""Freezing a Keras model into a self-contained TF1 GraphDef.
+
+The steps are separate functions: `model_signature` names the inputs and
+outputs, `trace` builds the inference function (`training=False`),
+`freeze_graph_def` folds the variables into constants, and `freeze_model`
+hands the result to `publish.publish_frozen_graph`, which optimizes it (with
+`freeze.optimize`), runs the written file in a TF1 session against the live
+model and publishes it atomically with a JSON sidecar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework import convert_to_constants
+
+from tfcheckpointer.checkpoint.keys import stable_layer_names
+from tfcheckpointer.config.schema import FreezeConfig
+from tfcheckpointer.errors import FreezeError
+from tfcheckpointer.graph.nodes import (
+    PROTOBUF_LIMIT_BYTES,
+    check_graph_size,
+    check_no_variables,
+    clear_devices,
+    unfreezable_ops,
+)
+from tfcheckpointer.graph.publish import FrozenGraph, publish_frozen_graph
+from tfcheckpointer.graph.signature import ModelSignature, TensorInfo
+from tfcheckpointer.graph.verify import compare_outputs, run_graph_def
+
+
+def _check_count(kind: str, names: Sequence[str], expected: int) -> None:
+    if len(names) != expected:
+        raise FreezeError(
+            f"freeze.{kind}_names has {len(names)} name(s) {list(names)}, but the model has "
+            f"{expected} {kind}(s); give one name per {kind}."
+        )
+
+
+def _producer(tensor: Any) -> Any:
+    """The layer that made a symbolic tensor (`operation` in Keras 3, `layer` in tf_keras)."""
+    history = tensor._keras_history
+    return getattr(history, "operation", None) or history.layer
+
+
+def model_signature(
+    model: keras.Model,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+) -> ModelSignature:
+    """The frozen graph's inputs and outputs, named as configured or after the model's layers.
+
+    Default names are the stable layer names (see `keys`), so they do not
+    depend on how many models the process built before.
+    """
+    try:
+        inputs, outputs = list(model.inputs), list(model.outputs)
+    except (AttributeError, ValueError):
+        raise FreezeError(
+            f"Model {model.name!r} has no symbolic inputs/outputs (a subclassed model?). "
+            "HINT: build it with the functional API or keras.Sequential([keras.Input(...), ...])."
+        ) from None
+    layer_names = stable_layer_names(model)
+    if input_names is None:
+        input_names = [layer_names[id(_producer(t))] for t in inputs]
+    if output_names is None:
+        output_names = [layer_names[id(_producer(t))] for t in outputs]
+    _check_count("input", input_names, len(inputs))
+    _check_count("output", output_names, len(outputs))
+
+    def info(name: str, tensor: Any) -> TensorInfo:
+        return TensorInfo(name, tf.as_dtype(tensor.dtype).name, tuple(tensor.shape))
+
+    return ModelSignature(
+        tuple(map(info, input_names, inputs)), tuple(map(info, output_names, outputs))
+    )
+
+
+def call_inference(model: keras.Model, flat_inputs: Sequence[Any]) -> list[Any]:
+    structure = getattr(model, "_inputs_struct", None)
+    if len(flat_inputs) == 1 and not isinstance(structure, (Mapping, list, tuple)):
+        packed = flat_inputs[0]
+    elif structure is not None:
+        packed = keras.tree.pack_sequence_as(structure, list(flat_inputs))
+    else:
+        packed = list(flat_inputs)
+    return keras.tree.flatten(model(packed, training=False))
+
+
+def trace(model: keras.Model, signature: ModelSignature) -> tf.types.experimental.ConcreteFunction:
+    """The inference function with named input placeholders and output identities."""
+    specs = [
+        tf.TensorSpec(i.shape, tf.as_dtype(i.dtype), name=i.name) for i in signature.inputs
+    ]
+
+    @tf.autograph.experimental.do_not_convert
+    def inference(*flat_inputs):
+        results = call_inference(model, flat_inputs)
+        return [tf.identity(t, name=o.name) for t, o in zip(results, signature.outputs)]
+
+    return tf.function(inference).get_concrete_function(*specs)
+
+
+def check_freezable(model: keras.Model, concrete: Any, *, size_limit: int) -> None:
+    """Refuse models a GraphDef cannot hold, naming the ops or the size."""
+    total = sum(int(np.prod(v.shape)) * tf.as_dtype(v.dtype).size for v in model.variables)
+    if total >= size_limit:
+        raise FreezeError(
+            f"Model {model.name!r} has {total:,} bytes of variables; a frozen GraphDef must stay "
+            f"under {size_limit:,} bytes (the 2 GiB protobuf limit). HINT: keep the Saver "
+            "checkpoints (no size limit) and export a SavedModel for serving instead."
+        )
+    offending = unfreezable_ops(concrete.graph.as_graph_def())
+    if offending:
+        raise FreezeError(
+            f"Model {model.name!r} cannot be frozen: it uses {', '.join(offending)}, state that "
+            "a GraphDef cannot hold as constants (lookup tables, Python functions). "
+            "HINT: apply lookup / preprocessing layers outside the model you freeze."
+        )
+
+
+def freeze_graph_def(
+    model: keras.Model, signature: ModelSignature, *, size_limit: int = PROTOBUF_LIMIT_BYTES
+) -> tf.compat.v1.GraphDef:
+    """A GraphDef of `model`'s inference function with every variable a constant."""
+    concrete = trace(model, signature)
+    check_freezable(model, concrete, size_limit=size_limit)
+    frozen = convert_to_constants.convert_variables_to_constants_v2(concrete, lower_control_flow=False)
+    graph_def = frozen.graph.as_graph_def()
+    clear_devices(graph_def)
+    check_no_variables(graph_def)
+    names = {n.name for n in graph_def.node}
+    absent = [t.name for t in signature.inputs + signature.outputs if t.name not in names]
+    if absent:
+        raise FreezeError(
+            f"Node name(s) {absent} did not survive tracing (they clash with names inside the "
+            "model). HINT: choose other freeze.input_names / freeze.output_names."
+        )
+    check_graph_size(graph_def, size_limit)
+    return graph_def
+
+
+def verify_graph_def(
+    graph_def: tf.compat.v1.GraphDef,
+    model: keras.Model,
+    signature: ModelSignature,
+    inputs: Sequence[np.ndarray],
+    tolerance: float,
+) -> float:
+    """The largest absolute difference from the live model; raise above `tolerance`."""
+    expected = live_outputs(model, inputs)
+    return compare_outputs(signature, expected, run_graph_def(graph_def, signature, inputs), tolerance)
+
+
+def live_outputs(model: keras.Model, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The model's inference outputs (`training=False`) on `inputs`, flattened."""
+    return [np.asarray(t) for t in call_inference(model, [tf.constant(x) for x in inputs])]
+
+
+def freeze_model(
+    model: keras.Model,
+    config: FreezeConfig,
+    *,
+    step: int | None = None,
+    checkpoint: str | None = None,
+    probe: Sequence[np.ndarray] | None = None,
+    size_limit: int = PROTOBUF_LIMIT_BYTES,
+) -> FrozenGraph:
+    """Freeze `model`, verify the written file, then publish it and its sidecar.
+
+    Args:
+        model: A built functional or Sequential Keras model.
+        config: The `freeze:` section.
+        step: The global step the weights are at, for the sidecar.
+        checkpoint: The checkpoint prefix holding the same weights, for the sidecar.
+        probe: Input arrays for verification, one per input; a deterministic
+            random batch of `config.verify_batch_size` rows by default.
+        size_limit: Largest GraphDef accepted, in bytes.
+
+    Nothing is left at `config.output` unless verification passed. With
+    `config.optimize`, the optimized graph is the one verified and published.
+    """
+    signature = model_signature(model, config.input_names, config.output_names)
+    graph_def = freeze_graph_def(model, signature, size_limit=size_limit)
+    return publish_frozen_graph(
+        graph_def, config, signature, reference=lambda inputs: live_outputs(model, inputs),
+        probe=probe, size_limit=size_limit,
+        description={"step": step, "checkpoint": checkpoint},
+    )

@@ -1,0 +1,151 @@
+"""Publishing a frozen graph: optimize, write under a temporary name, verify, rename, describe.
+
+One path for every frozen graph the package writes (the train-end freeze,
+`tfcheckpointer freeze` by either route, the TF1 hook's): nothing is left at
+the output path unless verification passed, and a JSON sidecar
+(`<output>.json`) says what the graph is, where it came from and how well it
+matched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import tensorflow as tf
+
+from tfcheckpointer.checkpoint import naming
+from tfcheckpointer.checkpoint.files import atomic_write
+from tfcheckpointer.config.schema import FreezeConfig
+from tfcheckpointer.errors import FreezeError, first_line
+from tfcheckpointer.graph.files import read_graph_def, write_graph_def
+from tfcheckpointer.graph.nodes import PROTOBUF_LIMIT_BYTES, check_graph_size
+from tfcheckpointer.graph.signature import ModelSignature
+from tfcheckpointer.graph.verify import compare_outputs, default_probe, run_graph_def
+
+if TYPE_CHECKING:
+    from tfcheckpointer.graph.optimize import OptimizeReport
+
+logger = logging.getLogger("tfcheckpointer")
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenGraph:
+    """A published frozen graph."""
+
+    path: str
+    sidecar: str
+    sha256: str
+    bytes: int
+    node_count: int
+    max_abs_diff: float | None
+    optimized: OptimizeReport | None = None
+    """What `freeze.optimize` removed; None when it is off."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FrozenCheckpoint:
+    """A published frozen graph and the checkpoint it was frozen from."""
+
+    frozen: FrozenGraph
+    checkpoint: str
+    step: int | None
+
+
+
+def publish_frozen_graph(
+    graph_def: tf.compat.v1.GraphDef,
+    config: FreezeConfig,
+    signature: ModelSignature,
+    *,
+    reference: Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]],
+    probe: Sequence[np.ndarray] | None = None,
+    size_limit: int = PROTOBUF_LIMIT_BYTES,
+    description: Mapping[str, Any] | None = None,
+) -> FrozenGraph:
+    """Publish `graph_def` at `config.output` as `freeze_model` does, verified and with a sidecar.
+
+    With `config.optimize` it is optimized first (`optimize.optimize_graph_def`).
+    The file is written to a temporary name, loaded back and run in a fresh
+    TF1 session on the probe batch; its outputs must be within
+    `config.verify_tolerance` of `reference(probe)`. Only then is it renamed
+    into place and `<output>.json` written. `description` adds or sets
+    sidecar keys (`step`, `checkpoint`, ...).
+    """
+    report = None
+    if config.optimize:
+        graph_def, report = _optimize(graph_def, signature, size_limit=size_limit)
+    output = config.output
+    max_diff: float | None = None
+
+    def verify(temp: str) -> None:
+        nonlocal max_diff
+        inputs = probe if probe is not None else default_probe(signature, config.verify_batch_size)
+        try:
+            as_text = output.endswith(".pbtxt")
+            actual = run_graph_def(read_graph_def(temp, as_text=as_text), signature, inputs)
+        except tf.errors.OpError as error:
+            raise FreezeError(
+                f"The frozen graph does not run in a TF1 session: {first_line(error)}; "
+                "nothing was published."
+            ) from None
+        max_diff = compare_outputs(signature, reference(inputs), actual, config.verify_tolerance)
+
+    try:
+        tf.io.gfile.makedirs(os.path.dirname(output) or ".")
+        data = write_graph_def(graph_def, output, check=verify if config.verify else None)
+    except (OSError, tf.errors.OpError) as error:
+        raise FreezeError(f"Cannot write {output}: {first_line(error)}") from None
+    sha256 = hashlib.sha256(data).hexdigest()
+    sidecar = output + naming.SIDECAR_SUFFIX
+    content = {
+        "format": "frozen GraphDef (text)" if output.endswith(".pbtxt") else "frozen GraphDef",
+        "inputs": [t.as_dict() for t in signature.inputs],
+        "outputs": [t.as_dict() for t in signature.outputs],
+        "step": None,
+        "checkpoint": None,
+        "sha256": sha256,
+        "bytes": len(data),
+        "node_count": len(graph_def.node),
+        "optimized": report.as_dict() if report else None,
+        "verified": config.verify,
+        "max_abs_diff": max_diff,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tensorflow_version": tf.__version__,
+        "keras_version": _keras_version(),
+        **(description or {}),
+    }
+    atomic_write(sidecar, (json.dumps(content, indent=2) + "\n").encode())
+    return FrozenGraph(output, sidecar, sha256, len(data), len(graph_def.node), max_diff, report)
+
+
+def _optimize(
+    graph_def: tf.compat.v1.GraphDef, signature: ModelSignature, *, size_limit: int
+) -> tuple[tf.compat.v1.GraphDef, OptimizeReport]:
+    """`optimize.optimize_graph_def`, logged and size-checked again (folding can grow constants)."""
+    # Imported here: Grappler is loaded only by the jobs that ask for it.
+    from tfcheckpointer.graph.optimize import optimize_graph_def
+
+    graph_def, report = optimize_graph_def(graph_def, signature)
+    check_graph_size(graph_def, size_limit)
+    logger.info(
+        "Optimized frozen graph nodes=%d->%d bytes=%d->%d",
+        report.nodes_before, report.nodes_after, report.bytes_before, report.bytes_after,
+    )
+    return graph_def, report
+
+
+def _keras_version() -> str | None:
+    """The installed Keras's version, read without importing Keras."""
+    try:
+        return importlib.metadata.version("keras")
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,76 @@
+"""Checking a frozen graph: run it as a TF1 consumer would and compare with a reference.
+
+The reference is the live model (`keras_freeze`), the restored TF1 session
+(`session_freeze`), or whatever a caller passes to `publish_frozen_graph`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tfcheckpointer.errors import FreezeError, VerificationError
+from tfcheckpointer.graph.signature import ModelSignature
+
+
+def probe_inputs(signature: ModelSignature, batch_size: int, seed: int = 0) -> list[np.ndarray]:
+    """A deterministic batch for every input: normal floats, small non-negative ints."""
+    rng = np.random.default_rng(seed)
+    batch = []
+    for spec in signature.inputs:
+        shape = [batch_size] + [d if d is not None else 4 for d in spec.shape[1:]]
+        dtype = np.dtype(tf.as_dtype(spec.dtype).as_numpy_dtype)
+        if np.issubdtype(dtype, np.floating):
+            batch.append(rng.standard_normal(shape).astype(dtype))
+        elif dtype == np.bool_:
+            batch.append(rng.integers(0, 2, shape).astype(bool))
+        else:
+            batch.append(rng.integers(0, 2, shape).astype(dtype))
+    return batch
+
+
+def run_graph_def(
+    graph_def: tf.compat.v1.GraphDef, signature: ModelSignature, inputs: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """Run a frozen graph in a fresh TF1 session, as a TF1 consumer would."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+        return session.run(
+            [o.tensor for o in signature.outputs],
+            {i.tensor: x for i, x in zip(signature.inputs, inputs)},
+        )
+
+
+def default_probe(signature: ModelSignature, batch_size: int) -> list[np.ndarray]:
+    """`freeze.probe_inputs`, with the batch a graph fixes when it fixes one."""
+    for spec in signature.inputs:
+        if spec.shape is None:
+            raise FreezeError(
+                f"Input {spec.name!r} has an unknown shape, so no probe batch can be made. "
+                "HINT: pass verification inputs (probe=...)."
+            )
+    fixed = {s.shape[0] for s in signature.inputs if s.shape and s.shape[0] is not None}
+    batch_size = fixed.pop() if len(fixed) == 1 else batch_size
+    batch = probe_inputs(signature, batch_size)
+    # probe_inputs gives every input a batch dimension; a scalar input gets a scalar.
+    return [x if spec.shape else x.reshape(-1)[0] for spec, x in zip(signature.inputs, batch)]
+
+
+def compare_outputs(
+    signature: ModelSignature,
+    expected: Sequence[np.ndarray],
+    actual: Sequence[np.ndarray],
+    tolerance: float,
+) -> float:
+    worst = 0.0
+    for spec, want, got in zip(signature.outputs, expected, actual):
+        want, got = np.asarray(want, np.float64), np.asarray(got, np.float64)
+        diff = float(np.max(np.abs(want - got), initial=0.0))
+        if not diff <= tolerance:  # also catches NaN
+            raise VerificationError(spec.name, diff, tolerance)
+        worst = max(worst, diff)
+    return worst

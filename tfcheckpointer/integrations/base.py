@@ -1,0 +1,123 @@
+"""What every training-loop adapter shares: its options, and being built from them, a dict or YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from tfcheckpointer.config.loading import (
+    load_config,
+    parse_checkpoint_section,
+    parse_config,
+    parse_freeze_section,
+)
+from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig, JobConfig
+
+CHECKPOINT_OPTIONS = tuple(field.name for field in dataclasses.fields(CheckpointConfig))
+"""The keyword arguments that are the YAML `checkpoint:` keys (`async` is `async_save`)."""
+
+_Adapter = TypeVar("_Adapter", bound="ConfiguredAdapter")
+
+
+class ConfiguredAdapter:
+    """The options and constructors of `CheckpointCallback` and `CheckpointSessionHook`.
+
+    Every option is a key of the YAML `checkpoint:` section, with the same
+    meaning and default; `freeze` is the `freeze:` section.
+
+    Args:
+        directory: Where checkpoints go (`~` and `$VARS` are expanded).
+        basename: Checkpoints are `<directory>/<basename>-<step>`.
+        every_n_steps: Save when the global step reaches a multiple of this.
+        every_n_seconds: Save when this many seconds passed since the last
+            save (and the step moved). At least one trigger must be given;
+            with both, either one saves.
+        max_to_keep: Keep the newest this many checkpoints, whichever run
+            wrote them; None keeps all.
+        keep_checkpoint_every_n_hours: Of the older ones, also keep one
+            every this many hours.
+        include_optimizer: Save the optimizer state (slots, learning rate)
+            too; `global_step` is always saved.
+        restore: `latest` resumes from this directory's newest checkpoint,
+            `none` starts fresh, a prefix or directory elsewhere warm-starts
+            from it.
+        save_at_train_end: Save the final step unless it is saved already.
+        async_save: Write in a background thread (the YAML key `async`).
+        on_error: `raise` stops training on a failed save; `warn` logs it
+            and trains on.
+        max_total_bytes: Delete the oldest checkpoints beyond this total size.
+        save_on_signals: Save at the end of the step on these signals, then
+            stop as the signal asked.
+        lock: Refuse a second live process writing to the same directory.
+        save_meta_graph: Write `<prefix>.meta` beside every checkpoint.
+        save_graph_def: Write the value-less graph once per run as `pbtxt`
+            or `pb`; None writes none.
+        freeze: The `freeze:` section as a mapping (or a `FreezeConfig`);
+            None writes no frozen graph.
+        verbose: 1 prints a line for each save and restore; every save is
+            also logged on the `tfcheckpointer` logger whatever `verbose` is.
+
+    Raises:
+        ConfigError: An option has a value its YAML key would refuse.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        basename: str = "model.ckpt",
+        every_n_steps: int | None = None,
+        every_n_seconds: float | None = None,
+        max_to_keep: int | None = 5,
+        keep_checkpoint_every_n_hours: float | None = None,
+        include_optimizer: bool = True,
+        restore: str = "latest",
+        save_at_train_end: bool = True,
+        async_save: bool = False,
+        on_error: str = "raise",
+        max_total_bytes: int | None = None,
+        save_on_signals: Sequence[str] = ("SIGTERM", "SIGINT"),
+        lock: bool = True,
+        save_meta_graph: bool = True,
+        save_graph_def: str | None = "pbtxt",
+        freeze: Mapping[str, Any] | FreezeConfig | None = None,
+        verbose: int = 0,
+    ) -> None:
+        given = locals()
+        checkpoint = parse_checkpoint_section({name: given[name] for name in CHECKPOINT_OPTIONS})
+        if not isinstance(freeze, (FreezeConfig, type(None))):
+            freeze = parse_freeze_section(freeze)
+        self._setup(checkpoint, freeze, verbose)
+
+    def _setup(self, checkpoint: CheckpointConfig, freeze: FreezeConfig | None, verbose: int) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def from_config_object(
+        cls: type[_Adapter], config: JobConfig, *, verbose: int = 0
+    ) -> _Adapter:
+        """The adapter for an already validated config."""
+        adapter = cls.__new__(cls)
+        adapter._setup(config.checkpoint, config.freeze, verbose)
+        return adapter
+
+    @classmethod
+    def from_yaml(
+        cls: type[_Adapter],
+        path: str | os.PathLike[str],
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        verbose: int = 0,
+    ) -> _Adapter:
+        """The adapter for a YAML file's `checkpoint:` and `freeze:` sections.
+
+        `overrides` maps dotted keys to values, e.g. `{"checkpoint.every_n_steps": 10}`.
+        """
+        return cls.from_config_object(load_config(path, overrides), verbose=verbose)
+
+    @classmethod
+    def from_dict(cls: type[_Adapter], data: Mapping[str, Any], *, verbose: int = 0) -> _Adapter:
+        """The adapter for a mapping shaped like the YAML file."""
+        return cls.from_config_object(parse_config(data), verbose=verbose)

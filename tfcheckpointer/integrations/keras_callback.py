@@ -1,0 +1,171 @@
+"""`CheckpointCallback`: the Keras adapter over `CheckpointManager` and `freeze_model`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+
+from tfcheckpointer.checkpoint import naming
+from tfcheckpointer.checkpoint.keys import checkpoint_variables
+from tfcheckpointer.checkpoint.manager import CheckpointManager
+from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig
+from tfcheckpointer.errors import BackendError, CheckpointError, FreezeError
+from tfcheckpointer.graph import metagraph
+from tfcheckpointer.graph.files import serialize_graph_def
+from tfcheckpointer.graph.keras_freeze import freeze_model, model_signature
+from tfcheckpointer.graph.publish import FrozenGraph
+from tfcheckpointer.integrations.base import ConfiguredAdapter
+
+logger = logging.getLogger("tfcheckpointer")
+
+
+def require_tensorflow_backend() -> None:
+    backend = keras.config.backend()
+    if backend != "tensorflow":
+        raise BackendError(
+            f"tfcheckpointer writes TensorFlow checkpoints and graphs, but Keras runs on the "
+            f"{backend!r} backend. HINT: set KERAS_BACKEND=tensorflow before importing keras."
+        )
+
+
+def _is_built(model: Any) -> bool:
+    return all(getattr(layer, "built", True) for layer in [model, *model._flatten_layers()])
+
+
+class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
+    """Saves TF1 Saver checkpoints every N optimizer steps and freezes the model at the end.
+
+    Example:
+
+    ```python
+    callback = CheckpointCallback.from_yaml("job.yaml")
+    # or: CheckpointCallback(directory="runs/ckpt", every_n_steps=100,
+    #                        freeze={"output": "runs/frozen.pb"})
+    model.fit(x, y, epochs=5, callbacks=[callback])
+    ```
+
+    The step is the optimizer's `iterations`, so it keeps counting across
+    epochs, `fit()` calls and restarts; saves fall due at its multiples of
+    `every_n_steps`. On train begin the newest checkpoint is restored (model
+    and optimizer), on train end a final checkpoint is written if the last
+    step was not saved, and a frozen GraphDef is written and verified if a
+    `freeze` section is given.
+
+    Build it from keyword arguments named like the YAML `checkpoint:` keys
+    plus `freeze=` and `verbose=` (each explained under `ConfiguredAdapter`,
+    whose `__init__` it uses), or with `from_yaml` / `from_dict`.
+    """
+
+    def _setup(
+        self, checkpoint: CheckpointConfig, freeze: FreezeConfig | None, verbose: int
+    ) -> None:
+        require_tensorflow_backend()
+        keras.callbacks.Callback.__init__(self)
+        self.checkpoint_config = checkpoint
+        self.freeze_config = freeze
+        self.verbose = verbose
+        self.manager = CheckpointManager(
+            self.checkpoint_config, announce=self._print if verbose else None
+        )
+        self.frozen: FrozenGraph | None = None
+        self._restored_once = False
+        self._waiting_for_build = False
+
+    @property
+    def step(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        if getattr(self.model, "optimizer", None) is None:
+            raise CheckpointError("The model has no optimizer. HINT: call model.compile() first.")
+        self._waiting_for_build = not _is_built(self.model)
+        if self._waiting_for_build:
+            # A subclassed model without an input shape gets its variables in its first
+            # step; everything that step changes is overwritten by the restore after it.
+            logger.info("The model is built by its first step; checkpointing starts after it.")
+            return
+        self._start(current_step=self.step)
+
+    def _start(self, *, current_step: int) -> None:
+        optimizer = self.model.optimizer
+        # Keras builds the optimizer on the first step; its slots must exist to be restored.
+        if not getattr(optimizer, "built", False):
+            optimizer.build(self.model.trainable_variables)
+        variables = checkpoint_variables(
+            self.model, include_optimizer=self.checkpoint_config.include_optimizer
+        )
+        meta = self._meta_graph(variables)
+        extra_files = {}
+        if meta is not None and self.checkpoint_config.save_meta_graph:
+            extra_files[naming.META_SUFFIX] = metagraph.meta_graph_bytes(meta)
+        self.manager.start(variables, step=self.step, extra_files=extra_files)
+        graph_format = self.checkpoint_config.save_graph_def
+        if meta is not None and graph_format is not None:
+            graph_def = metagraph.graph_def_of(meta)
+            self.manager.write_file(
+                naming.GRAPH_DEF_FILENAMES[graph_format],
+                serialize_graph_def(graph_def, as_text=graph_format == "pbtxt"),
+            )
+        if not self._restored_once:
+            self.manager.restore(current_step=current_step)
+            self._restored_once = True
+
+    def _meta_graph(self, variables: Mapping[str, Any]) -> Any:
+        """The run's MetaGraphDef, built once: the graph does not change between saves."""
+        config = self.checkpoint_config
+        if not config.save_meta_graph and config.save_graph_def is None:
+            return None
+        freeze = self.freeze_config
+        try:
+            signature = model_signature(
+                self.model,
+                freeze.input_names if freeze else None,
+                freeze.output_names if freeze else None,
+            )
+            return metagraph.build_meta_graph(self.model, signature, variables)
+        except FreezeError as error:
+            logger.warning("Writing checkpoints without a .meta or graph file: %s", error)
+            return None
+
+    def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self._waiting_for_build:
+            self._waiting_for_build = False
+            self._start(current_step=0)
+        self.manager.on_step(self.step)
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        step = self.step
+        self.manager.on_end(step)
+        if self.freeze_config is not None and self.freeze_config.at_train_end:
+            self.frozen = freeze_model(
+                self.model, self.freeze_config, step=step, checkpoint=self.manager.last_checkpoint
+            )
+            logger.info(
+                "Froze graph path=%s bytes=%d nodes=%d max_abs_diff=%s",
+                self.frozen.path, self.frozen.bytes, self.frozen.node_count,
+                self.frozen.max_abs_diff,
+            )
+            if self.verbose:
+                self._print(
+                    f"Wrote frozen graph {self.frozen.path} ({self.frozen.node_count} nodes, "
+                    f"max diff {self.frozen.max_abs_diff})."
+                )
+
+    # tf_keras (Keras 2, TF_USE_LEGACY_KERAS=1) asks its callbacks which batch hooks they use.
+    def _implements_train_batch_hooks(self) -> bool:
+        return True
+
+    def _implements_test_batch_hooks(self) -> bool:
+        return False
+
+    def _implements_predict_batch_hooks(self) -> bool:
+        return False
+
+    @staticmethod
+    def _print(message: str) -> None:
+        from keras.src.utils import io_utils
+
+        io_utils.print_msg(message)
