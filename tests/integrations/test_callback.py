@@ -302,3 +302,37 @@ def test_a_model_built_by_its_first_step_is_checkpointed_and_resumed(tmp_path, d
     # step's update is overwritten), and the epoch's 7 other batches continued from there.
     assert int(fresh.optimizer.iterations.numpy()) == 8 + 7
     assert steps_on_disk(tmp_path)[-2:] == [12, 15]
+
+
+def subclassed() -> Subclassed:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = Subclassed()
+    model.compile("adam", "mse")
+    return model
+
+
+def test_a_model_built_by_its_first_step_saves_that_step(tmp_path, data):
+    x, y = data
+    fit(subclassed(), (x[:24], y[:24]), CheckpointCallback(directory=str(tmp_path), every_n_steps=1))
+    assert steps_on_disk(tmp_path) == [1, 2, 3]
+
+
+def test_a_one_step_fit_of_a_model_built_by_its_first_step_gets_a_final_checkpoint(tmp_path, data):
+    x, y = data
+    callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=100)
+    fit(subclassed(), (x[:8], y[:8]), callback)
+    assert steps_on_disk(tmp_path) == [1]
+    assert callback.manager.last_checkpoint == str(tmp_path / "model.ckpt-1")
+
+
+def test_a_fit_that_runs_no_batch_on_an_unbuilt_model_ends_cleanly(tmp_path, data, caplog):
+    x, y = data
+    model = subclassed()
+    callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=1, freeze={"output": str(tmp_path / "m.pb")})
+    with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
+        model.fit(x, y, epochs=1, initial_epoch=1, callbacks=[callback], verbose=0)
+    assert "Training ran no step" in caplog.text
+    assert not list(tmp_path.iterdir())
+    assert callback.frozen is None

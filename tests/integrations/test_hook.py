@@ -131,3 +131,35 @@ def test_the_frozen_graph_at_the_end_equals_the_session(tmp_path):
 
     sidecar = json.loads((tmp_path / "frozen.pb.json").read_text())
     assert sidecar["step"] == 6 and sidecar["checkpoint"] == str(tmp_path / "ckpt" / "model.ckpt-6")
+
+
+class CountingSession(tf.compat.v1.Session):
+    """A real session that counts its `run` calls."""
+
+    runs = 0
+
+    def run(self, *args, **kwargs):
+        CountingSession.runs += 1
+        return super().run(*args, **kwargs)
+
+
+class CountingSessionCreator(tf.compat.v1.train.SessionCreator):
+    def create_session(self):
+        session = CountingSession()
+        session.run(tf.compat.v1.global_variables_initializer())
+        return session
+
+
+def test_the_hook_reads_the_step_with_the_train_op_not_in_a_run_of_its_own(tmp_path):
+    graph, train_op, inputs, targets, prediction = build_graph()
+    hook = CheckpointSessionHook(directory=str(tmp_path), every_n_steps=10, save_meta_graph=False)
+    with graph.as_default():
+        with tf.compat.v1.train.MonitoredSession(CountingSessionCreator(), hooks=[hook]) as session:
+            before = CountingSession.runs
+            for _ in range(40):
+                session.run(train_op, {inputs: X, targets: Y})
+            train_runs = CountingSession.runs - before
+    assert steps_on_disk(tmp_path) == [10, 20, 30, 40]
+    # One run per train step, plus at most one exact read of the step per save
+    # (and the snapshots the saves take), not one more run every step.
+    assert train_runs <= 40 + 2 * 4, train_runs

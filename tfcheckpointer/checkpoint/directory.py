@@ -152,11 +152,20 @@ class CheckpointDirectory:
                 tf.io.gfile.remove(f"{self.directory}/{name}")
 
     def set_aside(self, prefix: str) -> str:
-        """Rename an unreadable checkpoint out of the way; return its new prefix."""
+        """Rename an unreadable checkpoint out of the way; return its new prefix.
+
+        A state file that named it is pointed at the newest checkpoint left, so
+        that TensorFlow's own readers (`tf.train.latest_checkpoint`) find that one.
+        """
+        name = prefix.rsplit("/", 1)[-1]
         aside = prefix + naming.CORRUPT_INFIX
-        for name in self.files_of(prefix):
-            tail = name[len(prefix.rsplit("/", 1)[-1]) :]
-            tf.io.gfile.rename(f"{self.directory}/{name}", aside + tail, overwrite=True)
+        for filename in self.files_of(prefix):
+            tail = filename[len(name) :]
+            tf.io.gfile.rename(f"{self.directory}/{filename}", aside + tail, overwrite=True)
+        state = self.read_state()
+        if state is not None and state.model_checkpoint_path.rsplit("/", 1)[-1] == name:
+            kept = self.list_checkpoints()
+            self.write_state(kept, latest=kept[-1].step if kept else None)
         return aside
 
     def remove_stale_temp_files(self) -> list[str]:

@@ -107,6 +107,12 @@ class CheckpointManager:
         self._signals.received = None
         self._signals.install()
 
+    def may_save(self, step: int) -> bool:
+        """Whether `on_step(step)` would save: a checkpoint is due, or a stop signal came."""
+        return self._signals.received is not None or self.save_policy.should_save(
+            step, self._clock(), self.last_save
+        )
+
     def on_step(self, step: int) -> SavedCheckpoint | None:
         """Save if a checkpoint is due at `step`, or if a stop signal came."""
         if self._signals.received is not None:

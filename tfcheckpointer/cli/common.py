@@ -9,6 +9,7 @@ import tempfile
 
 from tfcheckpointer.config.loading import load_config, parse_override
 from tfcheckpointer.config.schema import JobConfig
+from tfcheckpointer.errors import BackendError, first_line
 
 COMMAND_LINE = "<command line>"
 
@@ -54,7 +55,8 @@ def import_tensorflow(*, verbose: bool, keras: bool = True) -> None:
     if "tensorflow" in sys.modules:
         return
     if not verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # 3: also the ERROR lines of device start-up ("failed call to cuInit" without a GPU).
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     block_keras = not keras and _KERAS_EAGER_IMPORT not in sys.modules
     if block_keras:
         sys.modules[_KERAS_EAGER_IMPORT] = None  # type: ignore[assignment]
@@ -63,6 +65,11 @@ def import_tensorflow(*, verbose: bool, keras: bool = True) -> None:
             import tensorflow  # noqa: F401
         else:
             _import_tensorflow_silently()
+    except ImportError as error:
+        raise BackendError(
+            f"TensorFlow failed to load: {first_line(error)}. HINT: its own messages are above; "
+            "reinstall it with `pip install tensorflow`."
+        ) from error
     finally:
         if block_keras and sys.modules.get(_KERAS_EAGER_IMPORT, 0) is None:
             del sys.modules[_KERAS_EAGER_IMPORT]

@@ -236,8 +236,8 @@ def inspect_graph_file(path: str) -> dict[str, Any]:
         meta_graph, fmt = None, GRAPH_DEF_SUFFIXES[suffix(path)]
         graph_def = read_graph_def(path)
     lookup = _TensorLookup(graph_def)
-    inputs, inputs_source = _inputs(path, graph_def, meta_graph, lookup)
-    outputs, outputs_source = _outputs(path, graph_def, meta_graph, lookup)
+    inputs, inputs_source = _side("inputs", path, graph_def, meta_graph, lookup)
+    outputs, outputs_source = _side("outputs", path, graph_def, meta_graph, lookup)
     variable_ops = _variable_ops(graph_def)
     ops = collections.Counter(node.op for node in graph_def.node)
     return {
@@ -300,13 +300,20 @@ class _TensorLookup:
         return {"name": node_of(tensor), "tensor": tensor, "dtype": dtype, "shape": shape}
 
 
-def _inputs(
-    path: str, graph_def: Any, meta_graph: Any, lookup: _TensorLookup
+def _side(
+    side: str, path: str, graph_def: Any, meta_graph: Any, lookup: _TensorLookup
 ) -> tuple[list[dict[str, Any]], str]:
-    declared = _declared(path, graph_def, meta_graph, "inputs")
+    """`side`'s ("inputs" / "outputs") tensors and where they come from: declared, else found."""
+    declared = _declared(path, graph_def, meta_graph, side)
     if declared is not None:
         tensors, source = declared
         return [lookup.describe(t) for t in tensors], source
+    if side == "inputs":
+        return _placeholders(graph_def), "placeholders"
+    return [lookup.describe(t) for name in _sinks(graph_def) for t in lookup.outputs_of(name)], "sinks"
+
+
+def _placeholders(graph_def: Any) -> list[dict[str, Any]]:
     inputs = []
     for node in graph_def.node:
         if node.op == "Placeholder" and not is_resource_placeholder(node):
@@ -317,26 +324,19 @@ def _inputs(
             inputs.append(
                 {"name": node.name, "tensor": f"{node.name}:0", "dtype": dtype, "shape": shape}
             )
-    return inputs, "placeholders"
+    return inputs
 
 
-def _outputs(
-    path: str, graph_def: Any, meta_graph: Any, lookup: _TensorLookup
-) -> tuple[list[dict[str, Any]], str]:
-    declared = _declared(path, graph_def, meta_graph, "outputs")
-    if declared is not None:
-        tensors, source = declared
-        return [lookup.describe(t) for t in tensors], source
+def _sinks(graph_def: Any) -> list[str]:
     consumed = {node_of(source) for node in graph_def.node for source in node.input}
     saver_nodes = {node.name for node in graph_def.node if node.op in _SAVER_OPS}
-    sinks = [
+    return [
         node.name
         for node in graph_def.node
         if node.name not in consumed
         and node.op not in _NOT_OUTPUT_OPS
         and not any(node_of(source) in saver_nodes for source in node.input)
     ]
-    return [lookup.describe(t) for name in sinks for t in lookup.outputs_of(name)], "sinks"
 
 
 def _declared(

@@ -111,8 +111,7 @@ def freeze_session(
     session: tf.compat.v1.Session,
     config: FreezeConfig,
     *,
-    step: int | None = None,
-    checkpoint: str | None = None,
+    description: Mapping[str, Any] | None = None,
     probe: Sequence[np.ndarray] | None = None,
     size_limit: int = PROTOBUF_LIMIT_BYTES,
 ) -> FrozenGraph:
@@ -120,6 +119,8 @@ def freeze_session(
 
     `config.input_names` and `config.output_names` must name nodes of the
     session's graph. The frozen graph is verified against the session itself.
+    `description` sets sidecar keys (`step`, `checkpoint`), as in
+    `publish_frozen_graph`.
     """
     graph = session.graph
     graph_def = graph.as_graph_def()
@@ -136,7 +137,7 @@ def freeze_session(
     with quiet_tensorflow():
         return _freeze_live_session(
             session, graph_def, signature, config, label=label, probe=probe,
-            size_limit=size_limit, description={"step": step, "checkpoint": checkpoint},
+            size_limit=size_limit, description=description or {},
         )
 
 

@@ -101,7 +101,8 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         extra_files = {}
         if meta is not None and self.checkpoint_config.save_meta_graph:
             extra_files[naming.META_SUFFIX] = metagraph.meta_graph_bytes(meta)
-        self.manager.start(variables, step=self.step, extra_files=extra_files)
+        # `current_step` is 0 for a model built by its first step: that step is not saved yet.
+        self.manager.start(variables, step=current_step, extra_files=extra_files)
         graph_format = self.checkpoint_config.save_graph_def
         if meta is not None and graph_format is not None:
             graph_def = metagraph.graph_def_of(meta)
@@ -137,6 +138,12 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         self.manager.on_step(self.step)
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        if self._waiting_for_build:
+            # No batch ran (`epochs <= initial_epoch`, an empty dataset): the model never
+            # got its variables, so there is nothing to save or freeze.
+            logger.warning("Training ran no step, so the model was never built; nothing to save.")
+            self._waiting_for_build = False
+            return
         step = self.step
         self.manager.on_end(step)
         if self.freeze_config is not None and self.freeze_config.at_train_end:

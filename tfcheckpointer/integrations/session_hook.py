@@ -51,7 +51,8 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
     In a hand-written loop, call `begin()` once the graph is built,
     `after_create_session(session, None)` after initialising the variables,
     `after_run(tf.compat.v1.train.SessionRunContext((), session), None)` after
-    each training step and `end(session)` at the end.
+    each training step (it then reads the global step itself) and
+    `end(session)` at the end.
     """
 
     def _setup(self, checkpoint: CheckpointConfig, freeze: FreezeConfig | None, verbose: int) -> None:
@@ -104,7 +105,17 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
             )
         self.manager.restore(current_step=step)
 
+    def before_run(self, run_context: Any) -> Any:
+        # Fetched with the train op, so reading the step costs no extra run.
+        return tf.compat.v1.train.SessionRunArgs(self._global_step)
+
     def after_run(self, run_context: Any, run_values: Any) -> None:
+        # The fetched value may be from before or after this run's increment (the two
+        # ops are not ordered), so, as TF1's CheckpointSaverHook does, the exact step
+        # is read only when a save may be due at the step after it.
+        fetched = getattr(run_values, "results", None)
+        if fetched is not None and not self.manager.may_save(int(fetched) + 1):
+            return
         self.manager.on_step(int(run_context.session.run(self._global_step)))
 
     def end(self, session: tf.compat.v1.Session) -> None:
@@ -114,5 +125,7 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
             from tfcheckpointer.graph.session_freeze import freeze_session
 
             self.frozen = freeze_session(
-                session, self.freeze_config, step=step, checkpoint=self.manager.last_checkpoint
+                session,
+                self.freeze_config,
+                description={"step": step, "checkpoint": self.manager.last_checkpoint},
             )
