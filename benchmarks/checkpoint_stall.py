@@ -32,9 +32,10 @@ import keras
 import numpy as np
 
 from tfcheckpointer import CheckpointCallback
-from tfcheckpointer.access import EagerVariables
-from tfcheckpointer.keys import checkpoint_variables
-from tfcheckpointer.writer import CheckpointWriter
+from tfcheckpointer.checkpoint import naming
+from tfcheckpointer.checkpoint.bundle import write_checkpoint
+from tfcheckpointer.checkpoint.keys import checkpoint_variables
+from tfcheckpointer.checkpoint.variables import EagerVariables
 
 
 class TimedCallback(keras.callbacks.Callback):
@@ -144,16 +145,16 @@ def main() -> None:
             ratio = statistics.median(results[name].stalls) / baseline
             print(f"ratio {name} / keras: {ratio:.3f}")
 
-        writer = CheckpointWriter(os.path.join(root, "raw"), "model.ckpt")
+        raw = os.path.join(root, "raw")
         variables = EagerVariables(checkpoint_variables(model, include_optimizer=True))
         payload = np.random.default_rng(1).bytes(state)
         ours, plain = [], []
         for step in range(1, 4):
             start = time.perf_counter()
-            writer.write(step, variables.snapshot())
+            write_checkpoint(naming.checkpoint_prefix(raw, "model.ckpt", step), variables.snapshot())
             ours.append(time.perf_counter() - start)
             start = time.perf_counter()
-            with open(os.path.join(root, "raw", f"plain-{step}"), "wb") as f:
+            with open(os.path.join(raw, f"plain-{step}"), "wb") as f:
                 f.write(payload)
             plain.append(time.perf_counter() - start)
         ours_rate, plain_rate = state / min(ours) / 1e9, state / min(plain) / 1e9

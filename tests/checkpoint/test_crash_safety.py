@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import mlp
+from tests.helpers import fit, mlp, rows, steps_on_disk
 from tfcheckpointer import CheckpointCallback
 from tfcheckpointer.config import CheckpointConfig
 from tfcheckpointer.errors import CheckpointError, RestoreMismatchError
@@ -29,13 +29,6 @@ from tfcheckpointer.checkpoint.variables import make_saver
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = str(ROOT / "tests" / "helpers" / "train_child.py")
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
-
-
-def steps_on_disk(directory) -> list[int]:
-    return sorted(
-        int(m.group(1)) for name in os.listdir(directory)
-        if (m := re.fullmatch(r"model\.ckpt-(\d+)\.index", name))
-    )
 
 
 def start_child(directory, *args: str, preexec_fn=None) -> subprocess.Popen:
@@ -52,11 +45,6 @@ def read_until(child: subprocess.Popen, pattern: str, lines: list[str]) -> re.Ma
         if match:
             return match
     raise AssertionError(f"child ended before {pattern!r}:\n{''.join(lines[-30:])}")
-
-
-def fit(model, callback, *, epochs=1, rows=64, batch=8):
-    x = np.random.default_rng(0).standard_normal((rows, 4)).astype("float32")
-    model.fit(x, x[:, :1], batch_size=batch, epochs=epochs, callbacks=[callback], verbose=0, shuffle=False)
 
 
 def resume(directory, caplog=None, **options):
@@ -504,7 +492,7 @@ def test_rewriting_an_existing_step_first_points_the_state_file_away(tmp_path):
     fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=4, max_to_keep=None))
     old = (tmp_path / "model.ckpt-4.data-00000-of-00001").read_bytes()
     model = mlp(seed=5)
-    fit(model, CheckpointCallback(directory=str(tmp_path), every_n_steps=4, restore="none", max_to_keep=None), epochs=1, rows=32)
+    fit(model, CheckpointCallback(directory=str(tmp_path), every_n_steps=4, restore="none", max_to_keep=None), rows(32))
     assert steps_on_disk(tmp_path) == [4, 8]
     assert tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.ckpt-4")
     assert (tmp_path / "model.ckpt-4.data-00000-of-00001").read_bytes() != old

@@ -17,16 +17,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers import steps_on_disk
 from tfcheckpointer.checkpoint.manager import CheckpointManager
 from tfcheckpointer.config import CheckpointConfig
 from tfcheckpointer.errors import CheckpointError
 
-
-def steps_on_disk(directory) -> list[int]:
-    return sorted(
-        int(m.group(1)) for name in os.listdir(directory)
-        if (m := re.fullmatch(r"model\.ckpt-(\d+)\.index", name))
-    )
 
 
 def checkpoint_files(directory) -> dict[str, int]:

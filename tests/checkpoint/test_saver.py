@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers import steps_on_disk
 from tfcheckpointer.checkpoint.bundle import Snapshot, checkpoint_shapes, read_step, write_checkpoint
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory
 from tfcheckpointer.checkpoint.policy import RetentionPolicy
@@ -47,12 +48,6 @@ def saver_in(directory, max_to_keep: int | None = 2, **options) -> CheckpointSav
         CheckpointDirectory(str(directory), "model.ckpt"), RetentionPolicy(max_to_keep=max_to_keep), **options
     )
 
-
-def steps_on_disk(directory) -> list[int]:
-    return sorted(
-        int(m.group(1)) for name in os.listdir(directory)
-        if (m := re.fullmatch(r"model\.ckpt-(\d+)\.index", name))
-    )
 
 
 def contents(directory) -> dict[str, bytes]:

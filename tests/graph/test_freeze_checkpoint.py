@@ -95,6 +95,19 @@ def job_file(tmp_path: Path, directory: Path) -> Path:
     return path
 
 
+
+def test_latest_ignores_another_savers_entry_in_the_state_file(run, tmp_path, capsys):
+    copy = tmp_path / "ckpt"
+    shutil.copytree(run.directory, copy)
+    with tf.Graph().as_default():  # another TF1 program saves into the same directory
+        other = tf.compat.v1.get_variable("other", [1])
+        with tf.compat.v1.Session() as session:
+            session.run(other.initializer)
+            tf.compat.v1.train.Saver([other]).save(session, str(copy / "best"), global_step=99)
+    assert tf.train.latest_checkpoint(str(copy)) == str(copy / "best-99")
+    assert main(["freeze", str(job_file(tmp_path, copy)), "--checkpoint", "latest"]) == 0, capsys.readouterr().err
+    assert sidecar(tmp_path / "frozen.pb")["checkpoint"] == str(copy / "model.ckpt-8")
+
 def sidecar(path: Path) -> dict:
     return json.loads(Path(f"{path}.json").read_text())
 

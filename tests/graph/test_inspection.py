@@ -122,6 +122,25 @@ def test_without_a_state_file_the_highest_step_is_newest(checkpoints, tmp_path):
     assert inspect_path(str(copy))["prefix"] == str(copy / "model.ckpt-4")
 
 
+
+def test_a_damaged_state_file_is_one_warning_and_the_files_decide(checkpoints, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(checkpoints, copy)
+    (copy / "checkpoint").write_text("model_checkpoint_path: \"model.ckpt-2\"\ngarbage {")
+    assert main(["inspect", str(copy)]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith(f"tfcheckpointer: warning: Ignoring {copy}/checkpoint: ")
+    assert err.count("\n") == 1
+    assert f"checkpoint:   {copy}/model.ckpt-4" in out
+
+
+def test_a_damaged_state_file_without_checkpoints_exits_2_in_one_line(tmp_path, capsys):
+    (tmp_path / "checkpoint").write_text("garbage {")
+    assert main(["inspect", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tfcheckpointer: error: No checkpoint in directory {tmp_path}: ")
+    assert err.count("\n") == 1
+
 def test_a_prefix_has_no_checkpoint_list(checkpoints):
     assert inspect_path(str(checkpoints / "model.ckpt-4"))["checkpoints"] is None
 

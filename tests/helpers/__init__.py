@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import numpy as np
+
+
+def steps_on_disk(directory, basename: str = "model.ckpt") -> list[int]:
+    """The steps of the complete `<basename>-<step>` checkpoints in `directory`, in order."""
+    pattern = re.compile(re.escape(basename) + r"-(\d+)\.index")
+    return sorted(int(m.group(1)) for name in os.listdir(directory) if (m := pattern.fullmatch(name)))
+
+
+def fit(model, callback, data=None, *, epochs: int = 1, batch_size: int = 8) -> None:
+    """`model.fit` on `data` (default: `rows()`) with `callback`, quietly and in a fixed order."""
+    x, y = rows() if data is None else data
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, callbacks=[callback], verbose=0, shuffle=False)
 
 
 def rows(count: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import mlp
+from tests.helpers import fit, mlp, steps_on_disk
 from tfcheckpointer import CheckpointCallback
 from tfcheckpointer.config import CheckpointConfig
 from tfcheckpointer.errors import CheckpointError, ConfigError, RestoreMismatchError
@@ -22,32 +22,19 @@ from tfcheckpointer.checkpoint.manager import CheckpointManager
 ROWS = 64
 
 
-def steps_on_disk(directory) -> list[int]:
-    return sorted(
-        int(name[len("model.ckpt-") : -len(".index")])
-        for name in os.listdir(directory)
-        if name.endswith(".index")
-    )
-
-
-def fit(model, data, callback, *, epochs=1, batch_size=8):
-    x, y = data
-    model.fit(x, y, epochs=epochs, batch_size=batch_size, callbacks=[callback], verbose=0, shuffle=False)
-
-
 def test_saves_at_multiples_of_n_optimizer_steps_across_epochs_and_fits(tmp_path, data):
     model = mlp()
     callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=5, max_to_keep=None)
-    fit(model, data, callback, epochs=2)  # 8 steps an epoch
+    fit(model, callback, data, epochs=2)  # 8 steps an epoch
     assert steps_on_disk(tmp_path) == [5, 10, 15, 16]  # 16: the final step at train end
-    fit(model, data, callback, epochs=1)
+    fit(model, callback, data, epochs=1)
     assert steps_on_disk(tmp_path) == [5, 10, 15, 16, 20, 24]
 
 
 def test_steps_per_execution_saves_at_first_block_past_each_multiple(tmp_path, data):
     model = mlp(steps_per_execution=3)
     callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=5, max_to_keep=None)
-    fit(model, data, callback, batch_size=4)  # 16 steps, reported as 3, 6, 9, 12, 15, 16
+    fit(model, callback, data, batch_size=4)  # 16 steps, reported as 3, 6, 9, 12, 15, 16
     assert steps_on_disk(tmp_path) == [6, 12, 15, 16]
 
 
@@ -55,16 +42,16 @@ def test_no_final_checkpoint_when_disabled_or_already_saved(tmp_path, data):
     callback = CheckpointCallback(
         directory=str(tmp_path), every_n_steps=5, max_to_keep=None, save_at_train_end=False
     )
-    fit(mlp(), data, callback)
+    fit(mlp(), callback, data)
     assert steps_on_disk(tmp_path) == [5]
     other = tmp_path / "other"
-    fit(mlp(), data, CheckpointCallback(directory=str(other), every_n_steps=4, max_to_keep=None))
+    fit(mlp(), CheckpointCallback(directory=str(other), every_n_steps=4, max_to_keep=None), data)
     assert steps_on_disk(other) == [4, 8]
 
 
 def test_tensorflow_reads_what_was_written(tmp_path, data):
     model = mlp()
-    fit(model, data, CheckpointCallback(directory=str(tmp_path), every_n_steps=3))
+    fit(model, CheckpointCallback(directory=str(tmp_path), every_n_steps=3), data)
     latest = tf.train.latest_checkpoint(str(tmp_path))
     assert latest == str(tmp_path / "model.ckpt-8")
     reader = tf.train.load_checkpoint(latest)
@@ -75,7 +62,7 @@ def test_tensorflow_reads_what_was_written(tmp_path, data):
 
 def test_a_tf1_graph_restores_the_checkpoint_with_saver_restore(tmp_path, data):
     model = mlp()
-    fit(model, data, CheckpointCallback(directory=str(tmp_path), every_n_steps=4))
+    fit(model, CheckpointCallback(directory=str(tmp_path), every_n_steps=4), data)
     prefix = tf.train.latest_checkpoint(str(tmp_path))
     reader = tf.train.load_checkpoint(prefix)
     dtypes = reader.get_variable_to_dtype_map()
@@ -94,7 +81,7 @@ def test_a_tf1_graph_restores_the_checkpoint_with_saver_restore(tmp_path, data):
 
 def test_resume_restores_weights_and_optimizer_and_continues_the_count(tmp_path, data):
     trained = mlp(seed=1)
-    fit(trained, data, CheckpointCallback(directory=str(tmp_path), every_n_steps=5), epochs=2)
+    fit(trained, CheckpointCallback(directory=str(tmp_path), every_n_steps=5), data, epochs=2)
     fresh = mlp(seed=2)  # other initial weights, and Keras numbers its layers differently
     callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=5)
     callback.set_model(fresh)
@@ -104,14 +91,14 @@ def test_resume_restores_weights_and_optimizer_and_continues_the_count(tmp_path,
     np.testing.assert_array_equal(fresh.predict(probe, verbose=0), trained.predict(probe, verbose=0))
     for a, b in zip(fresh.optimizer.variables, trained.optimizer.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    fit(fresh, data, callback)
+    fit(fresh, callback, data)
     assert steps_on_disk(tmp_path)[-2:] == [20, 24]
 
 
 def test_retention_applies_to_checkpoints_of_earlier_runs(tmp_path, data):
-    fit(mlp(), data, CheckpointCallback(directory=str(tmp_path), every_n_steps=2, max_to_keep=None))
+    fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=2, max_to_keep=None), data)
     assert steps_on_disk(tmp_path) == [2, 4, 6, 8]
-    fit(mlp(), data, CheckpointCallback(directory=str(tmp_path), every_n_steps=2, max_to_keep=3))
+    fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=2, max_to_keep=3), data)
     assert steps_on_disk(tmp_path) == [12, 14, 16]
     state = tf.train.get_checkpoint_state(str(tmp_path))
     assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == [
@@ -120,14 +107,14 @@ def test_retention_applies_to_checkpoints_of_earlier_runs(tmp_path, data):
 
 
 def test_state_file_is_relative_so_the_directory_can_move(tmp_path, data):
-    fit(mlp(), data, CheckpointCallback(directory=str(tmp_path / "a"), every_n_steps=4))
+    fit(mlp(), CheckpointCallback(directory=str(tmp_path / "a"), every_n_steps=4), data)
     assert str(tmp_path) not in (tmp_path / "a" / "checkpoint").read_text()
     shutil.move(tmp_path / "a", tmp_path / "b")
     assert tf.train.latest_checkpoint(str(tmp_path / "b")) == str(tmp_path / "b" / "model.ckpt-8")
 
 
 def test_restore_none_starts_fresh(tmp_path, data):
-    fit(mlp(), data, CheckpointCallback(directory=str(tmp_path), every_n_steps=8))
+    fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=8), data)
     model = mlp()
     callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=8, restore="none")
     callback.set_model(model)
@@ -136,7 +123,7 @@ def test_restore_none_starts_fresh(tmp_path, data):
 
 
 def test_restore_a_named_checkpoint(tmp_path, data):
-    fit(mlp(), data, CheckpointCallback(directory=str(tmp_path), every_n_steps=3, max_to_keep=None))
+    fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=3, max_to_keep=None), data)
     model = mlp()
     callback = CheckpointCallback(
         directory=str(tmp_path / "finetune"), every_n_steps=3, restore=str(tmp_path / "model.ckpt-6")
@@ -157,7 +144,7 @@ def test_restore_of_a_missing_checkpoint_is_an_error(tmp_path):
 def test_restore_into_a_different_model_lists_the_differences(tmp_path, data):
     import keras
 
-    fit(mlp(), data, CheckpointCallback(directory=str(tmp_path), every_n_steps=8, include_optimizer=False))
+    fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=8, include_optimizer=False), data)
     other = keras.Sequential(
         [keras.Input((4,)), keras.layers.Dense(16), keras.layers.Dense(1), keras.layers.Dense(1)]
     )
@@ -174,7 +161,7 @@ def test_restore_into_a_different_model_lists_the_differences(tmp_path, data):
 
 
 def test_without_optimizer_state_the_step_still_continues(tmp_path, data):
-    fit(mlp(), data, CheckpointCallback(directory=str(tmp_path), every_n_steps=8, include_optimizer=False))
+    fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=8, include_optimizer=False), data)
     keys = [k for k, _ in tf.train.list_variables(str(tmp_path / "model.ckpt-8"))]
     assert "global_step" in keys and not [k for k in keys if k.startswith("optimizer/")]
     model = mlp()
@@ -201,7 +188,7 @@ def test_time_trigger_saves_when_the_interval_has_passed(tmp_path):
 
 def test_each_save_is_logged_with_step_path_bytes_and_seconds(tmp_path, data, caplog):
     with caplog.at_level(logging.INFO, logger="tfcheckpointer"):
-        fit(mlp(), data, CheckpointCallback(directory=str(tmp_path), every_n_steps=8))
+        fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=8), data)
     record = [r for r in caplog.records if r.getMessage().startswith("Saved checkpoint")][0]
     assert record.getMessage().startswith(
         f"Saved checkpoint step=8 path={tmp_path}/model.ckpt-8 bytes="
@@ -212,13 +199,13 @@ def test_each_save_is_logged_with_step_path_bytes_and_seconds(tmp_path, data, ca
 
 
 def test_verbose_prints_each_save(tmp_path, data, capsys):
-    fit(mlp(), data, CheckpointCallback(directory=str(tmp_path), every_n_steps=8, verbose=1))
+    fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=8, verbose=1), data)
     assert f"Saved checkpoint {tmp_path}/model.ckpt-8 (step 8" in capsys.readouterr().out
 
 
 def test_other_tensorflow_filesystems_work():
     directory = "ram://tfcheckpointer-test/run"
-    fit(mlp(), _data(), CheckpointCallback(directory=directory, every_n_steps=4, max_to_keep=1))
+    fit(mlp(), CheckpointCallback(directory=directory, every_n_steps=4, max_to_keep=1), _data())
     assert tf.train.latest_checkpoint(directory) == directory + "/model.ckpt-8"
     assert not tf.io.gfile.exists(directory + "/model.ckpt-4.index")
 
@@ -293,11 +280,11 @@ def test_a_model_built_by_its_first_step_is_checkpointed_and_resumed(tmp_path, d
     keras.utils.set_random_seed(0)
     trained = Subclassed()
     trained.compile("adam", "mse")
-    fit(trained, data, CheckpointCallback(directory=str(tmp_path), every_n_steps=4))
+    fit(trained, CheckpointCallback(directory=str(tmp_path), every_n_steps=4), data)
     assert steps_on_disk(tmp_path) == [4, 8]
     fresh = Subclassed()
     fresh.compile("adam", "mse")
-    fit(fresh, data, CheckpointCallback(directory=str(tmp_path), every_n_steps=4))
+    fit(fresh, CheckpointCallback(directory=str(tmp_path), every_n_steps=4), data)
     # The first step built it; the restore after that step brought back step 8 (that
     # step's update is overwritten), and the epoch's 7 other batches continued from there.
     assert int(fresh.optimizer.iterations.numpy()) == 8 + 7
@@ -315,14 +302,14 @@ def subclassed() -> Subclassed:
 
 def test_a_model_built_by_its_first_step_saves_that_step(tmp_path, data):
     x, y = data
-    fit(subclassed(), (x[:24], y[:24]), CheckpointCallback(directory=str(tmp_path), every_n_steps=1))
+    fit(subclassed(), CheckpointCallback(directory=str(tmp_path), every_n_steps=1), (x[:24], y[:24]))
     assert steps_on_disk(tmp_path) == [1, 2, 3]
 
 
 def test_a_one_step_fit_of_a_model_built_by_its_first_step_gets_a_final_checkpoint(tmp_path, data):
     x, y = data
     callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=100)
-    fit(subclassed(), (x[:8], y[:8]), callback)
+    fit(subclassed(), callback, (x[:8], y[:8]))
     assert steps_on_disk(tmp_path) == [1]
     assert callback.manager.last_checkpoint == str(tmp_path / "model.ckpt-1")
 

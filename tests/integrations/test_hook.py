@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers import steps_on_disk
 from tfcheckpointer.errors import ConfigError
 from tfcheckpointer.integrations.session_hook import CheckpointSessionHook
 
@@ -42,9 +41,6 @@ def train(directory, steps: int, **options):
                 session.run(train_op, {inputs: X, targets: Y})
     return hook
 
-
-def steps_on_disk(directory):
-    return sorted(int(n[len("model.ckpt-") : -len(".index")]) for n in os.listdir(directory) if n.endswith(".index"))
 
 
 def test_monitored_training_session_saves_every_n_steps_with_tf1_names(tmp_path):

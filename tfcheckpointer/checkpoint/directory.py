@@ -78,8 +78,9 @@ class CheckpointDirectory:
     def candidates(self) -> list[str]:
         """Checkpoint prefixes to resume from, best first: the state file's, then by step."""
         on_disk = self._prefixes_on_disk()
-        state = self.read_state()
-        if state is not None and state.model_checkpoint_path:
+        # With nothing on disk the state file has nothing to pick (and no warning to give).
+        state = self.read_state() if on_disk else None
+        if state is not None:
             # Only a pick among our own checkpoints: another Saver may share the file, and a
             # directory moved with absolute paths in it still names its own files by name.
             name = state.model_checkpoint_path.rstrip("/").rsplit("/", 1)[-1]

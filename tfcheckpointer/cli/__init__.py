@@ -7,11 +7,12 @@ One module per command, each with `add_parser` and `run`. Every
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
 from tfcheckpointer.cli import convert, freeze, inspect, train, validate
-from tfcheckpointer.cli.common import verbose_parent
+from tfcheckpointer.cli.common import log_to_stderr, verbose_parent
 from tfcheckpointer.errors import TfCheckpointerError
 
 EXIT_ERROR = 2
@@ -31,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # A warning (a damaged state file skipped, say) is one line; `train` logs more.
+    log_to_stderr(logging.WARNING, "tfcheckpointer: warning: %(message)s")
     try:
         return args.run(args)
     except TfCheckpointerError as error:

@@ -1,21 +1,15 @@
-"""What every command shares: options, loading the job file, and a quiet TensorFlow start-up."""
+"""What every command shares: its options and loading the job file."""
 
 from __future__ import annotations
 
 import argparse
-import os
+import logging
 import sys
-import tempfile
 
 from tfcheckpointer.config.loading import load_config, parse_override
 from tfcheckpointer.config.schema import JobConfig
-from tfcheckpointer.errors import BackendError, first_line
 
 COMMAND_LINE = "<command line>"
-
-# TensorFlow's __init__ imports all of Keras (for `keras.src.optimizers`) and swallows an
-# ImportError there; commands that only read protobufs block it to start faster.
-_KERAS_EAGER_IMPORT = "keras.src.optimizers"
 
 
 def add_set_option(parser: argparse.ArgumentParser, example: str) -> None:
@@ -43,52 +37,27 @@ def load_job(args: argparse.Namespace) -> JobConfig:
     return load_config(args.config, overrides)
 
 
-def import_tensorflow(*, verbose: bool, keras: bool = True) -> None:
-    """Import TensorFlow with the lines its C++ code prints while loading hidden.
+class _StderrHandler(logging.StreamHandler):
+    """Writes each record to `sys.stderr` as it is at that moment."""
 
-    TensorFlow 2.21 writes its start-up lines (oneDNN, CUDA, absl) straight to
-    file descriptor 2 during `import tensorflow`, before `TF_CPP_MIN_LOG_LEVEL`
-    applies, so descriptor 2 goes to a temporary file for the import. They
-    are shown with `verbose`, and when the import fails. `keras=False` keeps
-    TensorFlow from importing Keras.
-    """
-    if "tensorflow" in sys.modules:
-        return
-    if not verbose:
-        # 3: also the ERROR lines of device start-up ("failed call to cuInit" without a GPU).
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    block_keras = not keras and _KERAS_EAGER_IMPORT not in sys.modules
-    if block_keras:
-        sys.modules[_KERAS_EAGER_IMPORT] = None  # type: ignore[assignment]
-    try:
-        if verbose:
-            import tensorflow  # noqa: F401
-        else:
-            _import_tensorflow_silently()
-    except ImportError as error:
-        raise BackendError(
-            f"TensorFlow failed to load: {first_line(error)}. HINT: its own messages are above; "
-            "reinstall it with `pip install tensorflow`."
-        ) from error
-    finally:
-        if block_keras and sys.modules.get(_KERAS_EAGER_IMPORT, 0) is None:
-            del sys.modules[_KERAS_EAGER_IMPORT]
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
 
 
-def _import_tensorflow_silently() -> None:
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        except BaseException:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode(errors="replace"))
-            raise
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+_HANDLER = _StderrHandler()
+
+
+def log_to_stderr(level: int, fmt: str) -> None:
+    """Show the `tfcheckpointer` logger's records from `level` up on stderr, formatted by `fmt`."""
+    logger = logging.getLogger("tfcheckpointer")
+    _HANDLER.setFormatter(logging.Formatter(fmt))
+    _HANDLER.setLevel(level)
+    if _HANDLER not in logger.handlers:
+        logger.addHandler(_HANDLER)
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tfcheckpointer.cli.common import import_tensorflow
+from tfcheckpointer.cli.startup import import_tensorflow
 
 
 def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:

@@ -6,7 +6,8 @@ import argparse
 import dataclasses
 from collections.abc import Sequence
 
-from tfcheckpointer.cli.common import COMMAND_LINE, add_set_option, import_tensorflow, load_job
+from tfcheckpointer.cli.common import COMMAND_LINE, add_set_option, load_job
+from tfcheckpointer.cli.startup import import_tensorflow
 from tfcheckpointer.config.loading import parse_freeze_section
 from tfcheckpointer.config.schema import FreezeConfig
 from tfcheckpointer.errors import ConfigError

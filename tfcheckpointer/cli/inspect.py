@@ -7,7 +7,7 @@ import json
 from collections.abc import Container, Mapping
 from typing import Any
 
-from tfcheckpointer.cli.common import import_tensorflow
+from tfcheckpointer.cli.startup import import_tensorflow
 
 
 def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:

@@ -4,26 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
-from tfcheckpointer.cli.common import add_set_option, import_tensorflow, load_job
+from tfcheckpointer.cli.common import add_set_option, load_job, log_to_stderr
+from tfcheckpointer.cli.startup import import_tensorflow
 from tfcheckpointer.config.loading import require_job
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes each record to `sys.stderr` as it is at that moment."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> object:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: object) -> None:
-        pass
-
-
-_HANDLER = _StderrHandler()
-_HANDLER.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
 
 def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -41,10 +25,7 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
 def run(args: argparse.Namespace) -> int:
     config = require_job(load_job(args))
     # Each save and the freeze are reported once, by the `tfcheckpointer` logger's records.
-    logger = logging.getLogger("tfcheckpointer")
-    if _HANDLER not in logger.handlers:
-        logger.addHandler(_HANDLER)
-    logger.setLevel(logging.INFO)
+    log_to_stderr(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     import_tensorflow(verbose=args.verbose)
     from tfcheckpointer.integrations.job import run_job
 

@@ -24,43 +24,7 @@ _Adapter = TypeVar("_Adapter", bound="ConfiguredAdapter")
 class ConfiguredAdapter:
     """The options and constructors of `CheckpointCallback` and `CheckpointSessionHook`.
 
-    Every option is a key of the YAML `checkpoint:` section, with the same
-    meaning and default; `freeze` is the `freeze:` section.
-
-    Args:
-        directory: Where checkpoints go (`~` and `$VARS` are expanded).
-        basename: Checkpoints are `<directory>/<basename>-<step>`.
-        every_n_steps: Save when the global step reaches a multiple of this.
-        every_n_seconds: Save when this many seconds passed since the last
-            save (and the step moved). At least one trigger must be given;
-            with both, either one saves.
-        max_to_keep: Keep the newest this many checkpoints, whichever run
-            wrote them; None keeps all.
-        keep_checkpoint_every_n_hours: Of the older ones, also keep one
-            every this many hours.
-        include_optimizer: Save the optimizer state (slots, learning rate)
-            too; `global_step` is always saved.
-        restore: `latest` resumes from this directory's newest checkpoint,
-            `none` starts fresh, a prefix or directory elsewhere warm-starts
-            from it.
-        save_at_train_end: Save the final step unless it is saved already.
-        async_save: Write in a background thread (the YAML key `async`).
-        on_error: `raise` stops training on a failed save; `warn` logs it
-            and trains on.
-        max_total_bytes: Delete the oldest checkpoints beyond this total size.
-        save_on_signals: Save at the end of the step on these signals, then
-            stop as the signal asked.
-        lock: Refuse a second live process writing to the same directory.
-        save_meta_graph: Write `<prefix>.meta` beside every checkpoint.
-        save_graph_def: Write the value-less graph once per run as `pbtxt`
-            or `pb`; None writes none.
-        freeze: The `freeze:` section as a mapping (or a `FreezeConfig`);
-            None writes no frozen graph.
-        verbose: 1 prints a line for each save and restore; every save is
-            also logged on the `tfcheckpointer` logger whatever `verbose` is.
-
-    Raises:
-        ConfigError: An option has a value its YAML key would refuse.
+    The options are documented once, on `__init__`, which both adapters use.
     """
 
     def __init__(
@@ -85,6 +49,46 @@ class ConfiguredAdapter:
         freeze: Mapping[str, Any] | FreezeConfig | None = None,
         verbose: int = 0,
     ) -> None:
+        """Check the options, as the YAML keys are checked, and set up the adapter.
+
+        Every option is a key of the YAML `checkpoint:` section, with the same
+        meaning and default; `freeze` is the `freeze:` section.
+
+        Args:
+            directory: Where checkpoints go (`~` and `$VARS` are expanded).
+            basename: Checkpoints are `<directory>/<basename>-<step>`.
+            every_n_steps: Save when the global step reaches a multiple of this.
+            every_n_seconds: Save when this many seconds passed since the last
+                save (and the step moved). At least one trigger must be given;
+                with both, either one saves.
+            max_to_keep: Keep the newest this many checkpoints, whichever run
+                wrote them; None keeps all.
+            keep_checkpoint_every_n_hours: Of the older ones, also keep one
+                every this many hours.
+            include_optimizer: Save the optimizer state (slots, learning rate)
+                too; `global_step` is always saved.
+            restore: `latest` resumes from this directory's newest checkpoint,
+                `none` starts fresh, a prefix or directory elsewhere warm-starts
+                from it.
+            save_at_train_end: Save the final step unless it is saved already.
+            async_save: Write in a background thread (the YAML key `async`).
+            on_error: `raise` stops training on a failed save; `warn` logs it
+                and trains on.
+            max_total_bytes: Delete the oldest checkpoints beyond this total size.
+            save_on_signals: Save at the end of the step on these signals, then
+                stop as the signal asked.
+            lock: Refuse a second live process writing to the same directory.
+            save_meta_graph: Write `<prefix>.meta` beside every checkpoint.
+            save_graph_def: Write the value-less graph once per run as `pbtxt`
+                or `pb`; None writes none.
+            freeze: The `freeze:` section as a mapping (or a `FreezeConfig`);
+                None writes no frozen graph.
+            verbose: 1 prints a line for each save and restore; every save is
+                also logged on the `tfcheckpointer` logger whatever `verbose` is.
+
+        Raises:
+            ConfigError: An option has a value its YAML key would refuse.
+        """
         given = locals()
         checkpoint = parse_checkpoint_section({name: given[name] for name in CHECKPOINT_OPTIONS})
         if not isinstance(freeze, (FreezeConfig, type(None))):
