@@ -255,6 +255,7 @@ def test_tflite_select_tf_ops_convert_but_the_wheel_interpreter_lacks_flex(froze
     converter.target_spec.supported_ops = [
         tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS
     ]
+    # TensorFlow's own switch, the one its ConverterError names (no public API exists for it).
     converter._experimental_lower_tensor_list_ops = False
     content = converter.convert()
     with pytest.raises(RuntimeError, match=r"FlexTensorListReserve\) failed to prepare"):
