@@ -428,3 +428,36 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(
 def test_bad_input_raises_one_error_family(tmp_path):
     with pytest.raises(TfCheckpointerError, match="No such file: .*missing.pb"):
         inspect_path(str(tmp_path / "missing.pb"))
+
+
+def write_stepless_checkpoint(directory: Path) -> None:
+    """What TF1's `Saver.save(session, "dir/model")` writes without a `global_step`, and its `.meta`."""
+    with tf.Graph().as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        w = tf.compat.v1.get_variable("w", [3, 2])
+        tf.identity(tf.matmul(x, w), name="y")
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as session:
+            session.run(w.initializer)
+            saver.save(session, str(directory / "model"))
+
+
+def test_a_checkpoint_saved_without_a_step_is_found_in_its_directory(tmp_path):
+    write_stepless_checkpoint(tmp_path)
+    report = inspect_path(str(tmp_path))
+    assert report["prefix"] == str(tmp_path / "model")
+    assert report["step"] is None
+    assert report["checkpoints"] == [{"prefix": str(tmp_path / "model"), "step": None}]
+
+
+def test_a_meta_without_a_step_freezes_the_checkpoint_beside_it(tmp_path):
+    from tfcheckpointer.config import FreezeConfig
+    from tfcheckpointer.graph.session_freeze import freeze_meta_graph
+
+    write_stepless_checkpoint(tmp_path)
+    done = freeze_meta_graph(
+        str(tmp_path / "model.meta"),
+        FreezeConfig(output=str(tmp_path / "frozen.pb"), input_names=("x",), output_names=("y",)),
+    )
+    assert (done.checkpoint, done.step) == (str(tmp_path / "model"), None)
+    assert done.frozen.max_abs_diff == 0.0

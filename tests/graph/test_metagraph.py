@@ -27,7 +27,8 @@ from tfcheckpointer.checkpoint.variables import make_saver
 from tfcheckpointer.errors import FreezeError
 from tfcheckpointer.graph.files import read_graph_def, write_graph_def
 from tfcheckpointer.graph.keras_freeze import model_signature
-from tfcheckpointer.graph.metagraph import build_meta_graph, graph_def_of, meta_graph_bytes
+from tfcheckpointer.graph.files import serialize_meta_graph_def
+from tfcheckpointer.graph.metagraph import build_meta_graph, graph_def_of
 from tfcheckpointer.graph.signature import (
     INPUTS_COLLECTION,
     OUTPUTS_COLLECTION,
@@ -122,7 +123,7 @@ def export(tmp, name, build, input_names, output_names, include_optimizer) -> Ca
     make_saver(variables).save(None, prefix, write_meta_graph=False, write_state=False)
     signature = model_signature(model, input_names, output_names)
     meta = build_meta_graph(model, signature, variables)
-    atomic_write(prefix + naming.META_SUFFIX, meta_graph_bytes(meta))
+    atomic_write(prefix + naming.META_SUFFIX, serialize_meta_graph_def(meta))
     flat_x = [x[k] for k in ("image", "meta")] if isinstance(x, dict) else [x]
     got = model(x, training=False)
     flat_y = [got[k] for k in ("label", "score")] if isinstance(got, dict) else [got]

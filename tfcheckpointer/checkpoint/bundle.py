@@ -19,7 +19,7 @@ import tensorflow as tf
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.files import publish
 from tfcheckpointer.checkpoint.tf_utils import op_error_text
-from tfcheckpointer.errors import CheckpointError, RestoreMismatchError
+from tfcheckpointer.errors import CheckpointError, RestoreMismatchError, first_line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +130,7 @@ def read_step(prefix: str, shapes: Mapping[str, Any] | None = None) -> tuple[int
             return int(value), naming.GLOBAL_STEP_KEY
         except Exception as error:  # the C++ reader maps file damage to many Python types
             raise CheckpointError(
-                f"Cannot read {naming.GLOBAL_STEP_KEY} from {prefix}: {op_error_text(error)}"
+                f"Cannot read {naming.GLOBAL_STEP_KEY} from {prefix}: {first_line(error)}"
             ) from None
     step = naming.step_of_prefix(prefix)
     return (step, "prefix") if step is not None else (None, None)

@@ -77,7 +77,7 @@ class CheckpointDirectory:
 
     def candidates(self) -> list[str]:
         """Checkpoint prefixes to resume from, best first: the state file's, then by step."""
-        on_disk = self._prefixes_on_disk()
+        on_disk = self.prefixes()
         # With nothing on disk the state file has nothing to pick (and no warning to give).
         state = self.read_state() if on_disk else None
         if state is not None:
@@ -94,7 +94,28 @@ class CheckpointDirectory:
         candidates = self.candidates()
         return candidates[0] if candidates else None
 
-    def read_state(self) -> checkpoint_state_pb2.CheckpointState | None:
+    def prefixes(self) -> list[str]:
+        """Every complete checkpoint (one with an `.index`) of the basename, highest step first.
+
+        Without a basename every index counts, also one without a step (a TF1
+        `Saver.save` without `global_step`), which sorts below every step.
+        """
+        found = []
+        for filename in self._listdir():
+            if not filename.endswith(naming.INDEX_SUFFIX):
+                continue
+            name = filename[: -len(naming.INDEX_SUFFIX)]
+            if self.basename is None:
+                step = naming.step_of_prefix(name)
+            else:
+                match = naming.index_file_checkpoint(filename)
+                if match is None or match[0] != self.basename:
+                    continue
+                step = match[1]
+            found.append((step is not None, step or 0, name))
+        return [f"{self.directory}/{name}" for *_, name in sorted(found, reverse=True)]
+
+    def read_state(self, *, warn: bool = True) -> checkpoint_state_pb2.CheckpointState | None:
         """The parsed state file; None when there is none, or it is damaged (with a warning)."""
         try:
             with tf.io.gfile.GFile(self.state_path, "rb") as f:
@@ -103,11 +124,13 @@ class CheckpointDirectory:
         except tf.errors.NotFoundError:
             return None
         except (text_format.ParseError, UnicodeDecodeError, tf.errors.OpError) as error:
-            logger.warning("Ignoring %s: %s", self.state_path, first_line(error))
+            if warn:
+                logger.warning("Ignoring %s: %s", self.state_path, first_line(error))
             return None
         if not state.model_checkpoint_path:
             # Never written so by us; TensorFlow's own readers reject it.
-            logger.warning("Ignoring %s: it names no checkpoint.", self.state_path)
+            if warn:
+                logger.warning("Ignoring %s: it names no checkpoint.", self.state_path)
             return None
         return state
 
@@ -163,7 +186,7 @@ class CheckpointDirectory:
         for filename in self.files_of(prefix):
             tail = filename[len(name) :]
             tf.io.gfile.rename(f"{self.directory}/{filename}", aside + tail, overwrite=True)
-        state = self.read_state()
+        state = self.read_state(warn=False)  # a damaged one was reported when it was passed over
         if state is not None and state.model_checkpoint_path.rsplit("/", 1)[-1] == name:
             kept = self.list_checkpoints()
             self.write_state(kept, latest=kept[-1].step if kept else None)
@@ -201,15 +224,6 @@ class CheckpointDirectory:
             )
 
     # --- Helpers ---------------------------------------------------------------------
-
-    def _prefixes_on_disk(self) -> list[str]:
-        """Every complete checkpoint of the basename (any, without one), highest step first."""
-        found = []
-        for filename in self._listdir():
-            match = naming.index_file_checkpoint(filename)
-            if match and (self.basename is None or match[0] == self.basename):
-                found.append((match[1], filename[: -len(naming.INDEX_SUFFIX)]))
-        return [f"{self.directory}/{name}" for _, name in sorted(found, reverse=True)]
 
     def _listdir(self) -> list[str]:
         if not tf.io.gfile.isdir(self.directory):

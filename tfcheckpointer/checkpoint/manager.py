@@ -84,7 +84,7 @@ class CheckpointManager:
         """Lock the directory, clear a crashed run's leftovers and bind the variables.
 
         `variables` maps checkpoint keys to Keras / TF2 variables, or is an
-        adapter from `access`; `step` is the global step they are at now;
+        adapter from `variables`; `step` is the global step they are at now;
         `extra_files` maps suffixes (`.meta`) to bytes written beside every
         checkpoint.
         """

@@ -17,16 +17,16 @@ def import_tensorflow(*, verbose: bool, keras: bool = True) -> None:
     """Import TensorFlow with the lines its C++ code prints while loading hidden.
 
     TensorFlow 2.21 writes its start-up lines (oneDNN, CUDA, absl) straight to
-    file descriptor 2 during `import tensorflow`, before `TF_CPP_MIN_LOG_LEVEL`
-    applies, so descriptor 2 goes to a temporary file for the import. They
-    are shown with `verbose`, and when the import fails. `keras=False` keeps
-    TensorFlow from importing Keras.
+    file descriptor 2 during `import tensorflow` and its device discovery,
+    before `TF_CPP_MIN_LOG_LEVEL` applies, so descriptor 2 goes to a temporary
+    file for those. They are shown with `verbose`, and when the import fails.
+    Later C++ errors still show (`TF_CPP_MIN_LOG_LEVEL` is 2 unless set).
+    `keras=False` keeps TensorFlow from importing Keras.
     """
     if "tensorflow" in sys.modules:
         return
     if not verbose:
-        # 3: also the ERROR lines of device start-up ("failed call to cuInit" without a GPU).
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     block_keras = not keras and _KERAS_EAGER_IMPORT not in sys.modules
     if block_keras:
         sys.modules[_KERAS_EAGER_IMPORT] = None  # type: ignore[assignment]
@@ -51,7 +51,11 @@ def _import_tensorflow_silently() -> None:
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow as tf
+
+            # Device discovery logs at ERROR level where there is no GPU ("failed call to
+            # cuInit"); done here, it is a start-up line like the others.
+            tf.config.list_physical_devices()
         except BaseException:
             sys.stderr.flush()
             os.dup2(saved, 2)

@@ -17,7 +17,7 @@ RESTORE_NONE = "none"
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    """Where, when and how many checkpoints to write; see the module docstring."""
+    """Where, when and how many checkpoints to write (the `checkpoint:` section)."""
 
     directory: str
     basename: str = "model.ckpt"

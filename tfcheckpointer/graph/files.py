@@ -1,7 +1,10 @@
 """Reading and writing graph files: GraphDef (`.pb` binary, `.pbtxt` text) and MetaGraphDef (`.meta`).
 
-Every GraphDef read goes through `read_graph_def` and every write through
-`serialize_graph_def` (deterministic) and `write_graph_def` (atomic).
+Every GraphDef read goes through `read_graph_def`; every GraphDef and
+MetaGraphDef is serialized by `serialize_graph_def` / `serialize_meta_graph_def`
+(deterministic) and written atomically (`write_graph_def` here, or the
+checkpoint manager's `write_file` and `.meta` beside each checkpoint, both
+through `checkpoint.files.publish`).
 Protobuf's wire format is lenient, so a parsed file is also checked for
 sense (`graph_def_problem`), and a file of the wrong kind is named for what
 it is (`sniff_graph_file`).
@@ -37,6 +40,11 @@ def serialize_graph_def(graph_def: Any, *, as_text: bool) -> bytes:
     if as_text:
         return text_format.MessageToString(graph_def).encode()
     return graph_def.SerializeToString(deterministic=True)
+
+
+def serialize_meta_graph_def(meta_graph: Any) -> bytes:
+    """A MetaGraphDef's bytes, map fields in a fixed order so equal protos give equal bytes."""
+    return meta_graph.SerializeToString(deterministic=True)
 
 
 def write_graph_def(

@@ -2,8 +2,8 @@
 
 `inspect_path` takes a checkpoint directory, a checkpoint prefix (or its
 `.index` file), a GraphDef (`.pb` binary, `.pbtxt` text) or a MetaGraphDef
-(`.meta`) and returns one JSON-ready dict; `format_report` renders it as
-aligned text. Files are parsed, never executed: no session runs and no
+(`.meta`) and returns one JSON-ready dict; `cli.inspect.format_report`
+renders it as aligned text. Files are parsed, never executed: no session runs and no
 checkpoint value is read except the `global_step` scalar.
 
 The dict's keys are stable. For a checkpoint:
@@ -77,6 +77,7 @@ import tensorflow as tf
 
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.bundle import read_step
+from tfcheckpointer.checkpoint.directory import CheckpointDirectory
 from tfcheckpointer.errors import CheckpointError, first_line
 from tfcheckpointer.graph.files import (
     GRAPH_DEF_SUFFIXES,
@@ -127,14 +128,9 @@ def inspect_checkpoint_directory(directory: str) -> dict[str, Any]:
 
 
 def list_checkpoints(directory: str) -> list[dict[str, Any]]:
-    """`[{prefix, step}]` for every `*.index` file in `directory`, oldest step first."""
-    found = []
-    for filename in tf.io.gfile.listdir(directory):
-        filename = filename.rstrip("/")
-        if filename.endswith(naming.INDEX_SUFFIX):
-            prefix = os.path.join(directory, filename[: -len(naming.INDEX_SUFFIX)])
-            found.append({"prefix": prefix, "step": naming.step_of_prefix(prefix)})
-    return sorted(found, key=lambda c: (c["step"] is not None, c["step"] or 0, c["prefix"]))
+    """`[{prefix, step}]` for every checkpoint (`*.index`) in `directory`, oldest step first."""
+    prefixes = reversed(CheckpointDirectory(directory).prefixes())
+    return [{"prefix": prefix, "step": naming.step_of_prefix(prefix)} for prefix in prefixes]
 
 
 def inspect_checkpoint(path: str) -> dict[str, Any]:
@@ -186,11 +182,10 @@ def _variable(key: str, shape: list[int], dtype: tf.DType) -> dict[str, Any]:
 
 
 def _checkpoint_files(prefix: str) -> list[dict[str, Any]]:
-    directory, name = os.path.split(prefix)
+    directory = os.path.dirname(prefix)
     paths = [
-        os.path.join(directory, filename)
-        for filename in sorted(tf.io.gfile.listdir(directory or "."))
-        if naming.is_checkpoint_file(filename, name)
+        os.path.join(directory, name)
+        for name in sorted(CheckpointDirectory(directory or ".").files_of(prefix))
     ]
     return [{"path": path, "bytes": file_size(path)} for path in paths]
 

@@ -2,7 +2,7 @@
 
 Keras 3 trains eagerly, so no graph exists for `Saver` to export. One is
 built here: in a fresh `tf.Graph`, one resource variable per checkpoint key,
-named exactly the key; the traced inference function (`freeze.trace`,
+named exactly the key; the traced inference function (`keras_freeze.trace`,
 `training=False`) imported into it, each variable handle it captured rewired to
 the new variable with the same Keras variable behind it (matched by the
 identity of the captured handle); and a `Saver` over every key. A TF1
@@ -14,7 +14,7 @@ consumer then does what it always did::
 
 The graph holds no values (the variables start at zeros; the checkpoint
 supplies the values), and it does not change while training, so build it
-once per run with `build_meta_graph` and write the same `meta_graph_bytes`
+once per run with `build_meta_graph` and write the same bytes (`files.serialize_meta_graph_def`)
 next to every checkpoint.
 """
 
@@ -55,12 +55,12 @@ def build_meta_graph(
     variables = keys.checkpoint_variables(model, include_optimizer=True)
     signature = model_signature(model, ["inputs/X"], ["output/predict"])
     meta = build_meta_graph(model, signature, variables)
-    data = meta_graph_bytes(meta)  # once per run; the manager writes it beside each checkpoint
+    data = serialize_meta_graph_def(meta)  # once per run; the manager writes it beside each checkpoint
     ```
 
     Args:
         model: A built functional or Sequential Keras model.
-        signature: Its input and output names (`freeze.model_signature`). The
+        signature: Its input and output names (`keras_freeze.model_signature`). The
             input placeholders and the output identities carry exactly these
             names; they are also in the `inputs` / `outputs` collections and
             in the `serving_default` signature.
@@ -115,11 +115,6 @@ def build_meta_graph(
     _drop_loop_shape_hints(meta.graph_def)
     meta.signature_def[SERVING_SIGNATURE_KEY].CopyFrom(_serving_signature(signature))
     return meta
-
-
-def meta_graph_bytes(meta: tf.compat.v1.MetaGraphDef) -> bytes:
-    """The serialized MetaGraphDef, map fields in a fixed order so equal protos give equal bytes."""
-    return meta.SerializeToString(deterministic=True)
 
 
 def graph_def_of(meta: tf.compat.v1.MetaGraphDef) -> tf.compat.v1.GraphDef:

@@ -16,6 +16,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ import tensorflow as tf
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.files import atomic_write
 from tfcheckpointer.config.schema import FreezeConfig
-from tfcheckpointer.errors import FreezeError, first_line
+from tfcheckpointer.errors import CheckpointError, FreezeError, first_line
 from tfcheckpointer.graph.files import read_graph_def, write_graph_def
 from tfcheckpointer.graph.nodes import PROTOBUF_LIMIT_BYTES, check_graph_size
 from tfcheckpointer.graph.signature import ModelSignature
@@ -87,17 +88,26 @@ def publish_frozen_graph(
     max_diff: float | None = None
 
     def verify(temp: str) -> None:
+        # Failures here are the graph's or the reference's, never the write's: each is
+        # a FreezeError of its own, which the write's error handling below lets through.
         nonlocal max_diff
         inputs = probe if probe is not None else default_probe(signature, config.verify_batch_size)
         try:
             as_text = output.endswith(".pbtxt")
             actual = run_graph_def(read_graph_def(temp, as_text=as_text), signature, inputs)
-        except tf.errors.OpError as error:
+        except (tf.errors.OpError, CheckpointError) as error:
             raise FreezeError(
                 f"The frozen graph does not run in a TF1 session: {first_line(error)}; "
                 "nothing was published."
             ) from None
-        max_diff = compare_outputs(signature, reference(inputs), actual, config.verify_tolerance)
+        try:
+            expected = reference(inputs)
+        except tf.errors.OpError as error:
+            raise FreezeError(
+                f"The model to verify against does not run on the probe batch: "
+                f"{first_line(error)}; nothing was published."
+            ) from None
+        max_diff = compare_outputs(signature, expected, actual, config.verify_tolerance)
 
     try:
         tf.io.gfile.makedirs(os.path.dirname(output) or ".")
@@ -144,7 +154,10 @@ def _optimize(
 
 
 def _keras_version() -> str | None:
-    """The installed Keras's version, read without importing Keras."""
+    """The Keras version, without importing Keras: the loaded one's, else the installed one's."""
+    loaded = sys.modules.get("keras")
+    if loaded is not None and getattr(loaded, "__version__", None):
+        return loaded.__version__
     try:
         return importlib.metadata.version("keras")
     except importlib.metadata.PackageNotFoundError:

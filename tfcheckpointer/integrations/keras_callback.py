@@ -14,7 +14,7 @@ from tfcheckpointer.checkpoint.manager import CheckpointManager
 from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig
 from tfcheckpointer.errors import BackendError, CheckpointError, FreezeError
 from tfcheckpointer.graph import metagraph
-from tfcheckpointer.graph.files import serialize_graph_def
+from tfcheckpointer.graph.files import serialize_graph_def, serialize_meta_graph_def
 from tfcheckpointer.graph.keras_freeze import freeze_model, model_signature
 from tfcheckpointer.graph.publish import FrozenGraph
 from tfcheckpointer.integrations.base import ConfiguredAdapter
@@ -100,7 +100,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         meta = self._meta_graph(variables)
         extra_files = {}
         if meta is not None and self.checkpoint_config.save_meta_graph:
-            extra_files[naming.META_SUFFIX] = metagraph.meta_graph_bytes(meta)
+            extra_files[naming.META_SUFFIX] = serialize_meta_graph_def(meta)
         # `current_step` is 0 for a model built by its first step: that step is not saved yet.
         self.manager.start(variables, step=current_step, extra_files=extra_files)
         graph_format = self.checkpoint_config.save_graph_def

@@ -20,7 +20,7 @@ from tfcheckpointer.checkpoint.manager import CheckpointManager
 from tfcheckpointer.checkpoint.variables import SessionVariables
 from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig
 from tfcheckpointer.errors import CheckpointError, ConfigError
-from tfcheckpointer.graph.files import serialize_graph_def
+from tfcheckpointer.graph.files import serialize_graph_def, serialize_meta_graph_def
 from tfcheckpointer.graph.publish import FrozenGraph
 from tfcheckpointer.integrations.base import ConfiguredAdapter
 
@@ -90,7 +90,7 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
             meta = tf.compat.v1.train.export_meta_graph(
                 graph=graph, saver_def=saver.as_saver_def(), clear_devices=True
             )
-            self._extra_files[naming.META_SUFFIX] = meta.SerializeToString(deterministic=True)
+            self._extra_files[naming.META_SUFFIX] = serialize_meta_graph_def(meta)
         self._graph_def = graph.as_graph_def()
 
     def after_create_session(self, session: tf.compat.v1.Session, coord: Any) -> None:
