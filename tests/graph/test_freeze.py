@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import run_in_tf1_session, recurrent, convnet, mlp, two_in_two_out
+from tests.helpers import convnet, mlp, recurrent, run_in_tf1_session, two_in_two_out
 from tfcheckpointer import CheckpointCallback
 from tfcheckpointer.config import FreezeConfig
 from tfcheckpointer.errors import FreezeError, VerificationError

@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import mlp
+from tests.helpers import mlp, run_in_tf1_session
 from tfcheckpointer import CheckpointCallback
 from tfcheckpointer.checkpoint import keys, naming
 from tfcheckpointer.checkpoint.variables import make_saver
 from tfcheckpointer.cli import main
 from tfcheckpointer.config import FreezeConfig, load_config
 from tfcheckpointer.errors import CheckpointError, VerificationError
-from tfcheckpointer.graph.files import read_graph_def
 from tfcheckpointer.graph.keras_checkpoint import (
     freeze_from_config,
     freeze_keras_checkpoint,
@@ -30,8 +29,6 @@ from tfcheckpointer.graph.keras_freeze import freeze_graph_def, model_signature
 from tfcheckpointer.graph.locate import resolve_checkpoint
 from tfcheckpointer.graph.publish import publish_frozen_graph
 from tfcheckpointer.graph.session_freeze import freeze_meta_graph
-from tfcheckpointer.graph.signature import ModelSignature, TensorInfo
-from tfcheckpointer.graph.verify import run_graph_def
 from tfcheckpointer.graph.files import read_meta_graph_def
 
 PROBE = np.random.default_rng(7).standard_normal((5, 4)).astype("float32")
@@ -71,16 +68,6 @@ def run(tmp_path_factory):
         keras_file=str(tmp / "model.keras"),
         expected=model(PROBE, training=False).numpy(),
     )
-
-
-def run_in_tf1_session(path, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
-    """Import the frozen graph into a fresh graph and run it in a TF1 session."""
-
-    def info(name: str) -> TensorInfo:
-        return TensorInfo(name, "float32", ())
-
-    signature = ModelSignature(tuple(map(info, feeds)), tuple(map(info, outputs)))
-    return run_graph_def(read_graph_def(str(path)), signature, list(feeds.values()))
 
 
 def job_file(tmp_path: Path, directory: Path) -> Path:

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 
-from tests.helpers import write_frozen_graph, write_graph_mode_files, mlp
+from tests.helpers import mlp, write_frozen_graph, write_graph_mode_files
 from tfcheckpointer import CheckpointCallback
 from tfcheckpointer.cli import main
 from tfcheckpointer.errors import TfCheckpointerError

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.python.grappler import tf_optimizer
 
-from tests.helpers import recurrent, run_in_tf1_session, convnet, mlp, two_in_two_out
+from tests.helpers import convnet, mlp, recurrent, run_in_tf1_session, two_in_two_out
 from tfcheckpointer.config import FreezeConfig
 from tfcheckpointer.errors import FreezeError
 from tfcheckpointer.graph.files import read_graph_def

@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers import fit
 from tfcheckpointer import CheckpointCallback
 
 tf_keras = pytest.importorskip("tf_keras", reason="tf_keras is not installed")
 
 X = np.random.default_rng(0).standard_normal((64, 4)).astype("float32")
+DATA = (X, X[:, :1])
 
 
 def build():
@@ -23,12 +25,8 @@ def build():
     return model
 
 
-def fit(model, callback, epochs=1):
-    model.fit(X, X[:, :1], batch_size=8, epochs=epochs, callbacks=[callback], verbose=0, shuffle=False)
-
-
 def test_keys_match_the_keras_3_layout(tmp_path):
-    fit(build(), CheckpointCallback(directory=str(tmp_path), every_n_steps=4))
+    fit(build(), CheckpointCallback(directory=str(tmp_path), every_n_steps=4), DATA)
     keys = {k for k, _ in tf.train.list_variables(str(tmp_path / "model.ckpt-8"))}
     assert {"dense/kernel", "batch_normalization/moving_mean", "dense_1/bias", "global_step",
             "optimizer/dense/kernel/m", "optimizer/dense/kernel/v"} <= keys
@@ -36,7 +34,7 @@ def test_keys_match_the_keras_3_layout(tmp_path):
 
 def test_resume_restores_weights_and_continues_the_count(tmp_path):
     trained = build()
-    fit(trained, CheckpointCallback(directory=str(tmp_path), every_n_steps=4))
+    fit(trained, CheckpointCallback(directory=str(tmp_path), every_n_steps=4), DATA)
     fresh = build()  # tf_keras numbers this one's layers dense_2, dense_3, ...
     callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=4)
     callback.set_model(fresh)
@@ -49,7 +47,7 @@ def test_resume_restores_weights_and_continues_the_count(tmp_path):
 def test_frozen_graph_equals_the_model(tmp_path):
     model = build()
     freeze = {"output": str(tmp_path / "f.pb"), "input_names": ["inputs/X"], "output_names": ["output/predict"]}
-    fit(model, CheckpointCallback(directory=str(tmp_path / "ckpt"), every_n_steps=4, freeze=freeze))
+    fit(model, CheckpointCallback(directory=str(tmp_path / "ckpt"), every_n_steps=4, freeze=freeze), DATA)
     from tfcheckpointer.graph.files import read_graph_def
 
     with tf.Graph().as_default() as graph:
