@@ -136,8 +136,12 @@ def read_step(prefix: str, shapes: Mapping[str, Any] | None = None) -> tuple[int
     return (step, "prefix") if step is not None else (None, None)
 
 
-def check_compatible(prefix: str, shapes: Mapping[str, Any], *, optional: set[str]) -> None:
+def check_compatible(
+    prefix: str, shapes: Mapping[str, Any], *, optional: set[str]
+) -> dict[str, list[int]]:
     """Raise `RestoreMismatchError` unless `prefix` holds every key of `shapes`, shaped alike.
+
+    Returns the checkpoint's own `{key: shape}`, read once for the check.
 
     Keys in `optional` may be absent; keys the checkpoint has beyond them are
     reported as unexpected only when they are outside the optimizer scope
@@ -155,6 +159,7 @@ def check_compatible(prefix: str, shapes: Mapping[str, Any], *, optional: set[st
         raise RestoreMismatchError(
             prefix, missing=missing, unexpected=unexpected, mismatched=mismatched
         )
+    return stored
 
 
 def is_optimizer_key(key: str) -> bool:

@@ -134,12 +134,6 @@ class CheckpointDirectory:
             return None
         return state
 
-    def size(self, prefix: str) -> int:
-        """The bytes of every file of the checkpoint at `prefix`."""
-        return sum(
-            tf.io.gfile.stat(f"{self.directory}/{name}").length for name in self.files_of(prefix)
-        )
-
     def files_of(self, prefix: str) -> list[str]:
         """The file names (data, index, meta) of the checkpoint at `prefix` in this directory."""
         name = prefix.rsplit("/", 1)[-1]

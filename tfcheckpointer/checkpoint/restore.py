@@ -16,7 +16,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfcheckpointer.checkpoint import naming
-from tfcheckpointer.checkpoint.bundle import check_compatible, checkpoint_shapes, is_optimizer_key, read_step
+from tfcheckpointer.checkpoint.bundle import check_compatible, is_optimizer_key, read_step
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory, is_local
 from tfcheckpointer.config.schema import RESTORE_LATEST, RESTORE_NONE
 from tfcheckpointer.errors import CheckpointError, RestoreMismatchError
@@ -120,8 +120,7 @@ class Restorer:
     ) -> Restored | None:
         shapes = variables.shapes()
         optional = {k for k in shapes if is_optimizer_key(k)}
-        check_compatible(prefix, shapes, optional=optional)
-        present = checkpoint_shapes(prefix)
+        present = check_compatible(prefix, shapes, optional=optional)
         step, _ = read_step(prefix, present)
         if step is None:
             raise CheckpointError(f"Checkpoint {prefix} has no {naming.GLOBAL_STEP_KEY}.")

@@ -58,7 +58,7 @@ class CheckpointSaver:
             )
             for checkpoint in doomed:
                 self.directory.delete(checkpoint.step)
-            size = self.directory.size(prefix)
+            size = next(c.bytes for c in on_disk if c.step == step)
         except (tf.errors.OpError, OSError) as error:
             raise CheckpointError(
                 f"Wrote {prefix} but could not update {self.directory.directory}: {error}"

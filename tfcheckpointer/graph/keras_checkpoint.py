@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcheckpointer.checkpoint import naming
-from tfcheckpointer.checkpoint.bundle import check_compatible, checkpoint_shapes, read_step
+from tfcheckpointer.checkpoint.bundle import check_compatible, read_step
 from tfcheckpointer.checkpoint.keys import checkpoint_variables
 from tfcheckpointer.checkpoint.tf_utils import quiet_tensorflow
 from tfcheckpointer.checkpoint.variables import EagerVariables
@@ -131,11 +131,10 @@ def freeze_keras_checkpoint(
     variables = EagerVariables(checkpoint_variables(model, include_optimizer=False))
     shapes = variables.shapes()
     try:
-        check_compatible(prefix, shapes, optional={naming.GLOBAL_STEP_KEY})
+        present = check_compatible(prefix, shapes, optional={naming.GLOBAL_STEP_KEY})
     except RestoreMismatchError as error:
         raise error.with_hint("give a checkpoint written while training this model.") from None
-    present = checkpoint_shapes(prefix)
-    step = read_step(prefix)[0]
+    step = read_step(prefix, present)[0]
     variables.restore(prefix, [key for key in shapes if key in present])
     frozen = freeze_model(model, config, step=step, checkpoint=prefix, probe=probe)
     return FrozenCheckpoint(frozen, prefix, step)

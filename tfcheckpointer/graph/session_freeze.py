@@ -85,7 +85,7 @@ def freeze_meta_graph(
         checkpoint, directory=os.path.dirname(meta) or ".", basename=_basename_of(meta)
     )
     stored = checkpoint_shapes(prefix)
-    step = read_step(prefix)[0]
+    step = read_step(prefix, stored)[0]
 
     graph = tf.Graph()
     with graph.as_default(), quiet_tensorflow():
