@@ -120,6 +120,35 @@ class RestoreMismatchError(CheckpointError):
         )
 
 
+class OptimizerMismatchError(RestoreMismatchError):
+    """A checkpoint holds the state of another kind of optimizer than the model's."""
+
+    def __init__(
+        self,
+        checkpoint: str,
+        *,
+        stored: Sequence[str],
+        model: Sequence[str],
+        optimizer_name: str | None = None,
+    ):
+        self.checkpoint = checkpoint
+        self.stored = list(stored)
+        self.model = list(model)
+        self.missing, self.unexpected, self.mismatched = [], [], {}
+        self.hint = (
+            "compile with the optimizer this run was trained with; to change optimizer, "
+            "start a new directory from this checkpoint (checkpoint.restore: <its prefix>), "
+            "which takes the weights only."
+        )
+        ours = f"the model's optimizer ({optimizer_name})" if optimizer_name else "the model's optimizer"
+        CheckpointError.__init__(
+            self,
+            f"Checkpoint {checkpoint} holds the state of another optimizer: its optimizer state "
+            f"is {', '.join(self.stored)}; {ours} has {', '.join(self.model)}. Restoring would "
+            f"drop or invent optimizer state.\nHINT: {self.hint}",
+        )
+
+
 class FreezeError(TfCheckpointerError, RuntimeError):
     """A model could not be frozen into a self-contained GraphDef."""
 

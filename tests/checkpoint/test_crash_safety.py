@@ -492,7 +492,7 @@ def test_rewriting_an_existing_step_first_points_the_state_file_away(tmp_path):
     fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=4, max_to_keep=None))
     old = (tmp_path / "model.ckpt-4.data-00000-of-00001").read_bytes()
     model = mlp(seed=5)
-    fit(model, CheckpointCallback(directory=str(tmp_path), every_n_steps=4, restore="none", max_to_keep=None), rows(32))
+    fit(model, CheckpointCallback(directory=str(tmp_path), every_n_steps=4, restore="none", on_existing="keep", max_to_keep=None), rows(32))
     assert steps_on_disk(tmp_path) == [4, 8]
     assert tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.ckpt-4")
     assert (tmp_path / "model.ckpt-4.data-00000-of-00001").read_bytes() != old
@@ -504,7 +504,7 @@ def test_rewriting_an_existing_step_first_points_the_state_file_away(tmp_path):
 
 def test_a_warm_start_is_not_repeated_once_the_run_has_checkpoints(tmp_path):
     fit(mlp(), CheckpointCallback(directory=str(tmp_path / "pretrained"), every_n_steps=8))
-    config = dict(directory=str(tmp_path / "finetune"), every_n_steps=4, restore=str(tmp_path / "pretrained" / "model.ckpt-8"))
+    config = dict(directory=str(tmp_path / "finetune"), every_n_steps=4, restore=str(tmp_path / "pretrained" / "model.ckpt-8"), restore_optimizer=True)
     first = mlp()
     fit(first, CheckpointCallback(**config))
     assert int(first.optimizer.iterations.numpy()) == 16  # 8 restored + 8 trained

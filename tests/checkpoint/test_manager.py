@@ -221,7 +221,7 @@ def test_a_manager_never_started_can_be_closed(tmp_path, managers):
 # --- Restore -------------------------------------------------------------------------------------
 
 
-def test_restore_in_a_new_manager_brings_back_the_values_and_returns_the_step(tmp_path, managers):
+def test_restore_in_a_new_manager_brings_back_the_values_and_the_step(tmp_path, managers):
     first = managers(tmp_path, every_n_steps=5)
     variables = make_variables()
     first.start(variables, step=0)
@@ -234,7 +234,7 @@ def test_restore_in_a_new_manager_brings_back_the_values_and_returns_the_step(tm
     second = managers(tmp_path, every_n_steps=5, announce=announced.append)
     fresh = make_variables(weights=(-1.0, -1.0, -1.0))
     second.start(fresh, step=0)
-    assert second.restore() == 7
+    assert second.restore().step == 7
     assert int(fresh["global_step"].numpy()) == 7
     np.testing.assert_array_equal(fresh["w"].numpy(), [7.0, 7.0, 7.0])
     assert second.last_checkpoint == f"{tmp_path}/model.ckpt-7"
@@ -258,7 +258,7 @@ def test_restore_none_ignores_the_checkpoints_on_disk(tmp_path, managers):
     train_to(variables, 2)
     first.on_step(2)
     first.close()
-    second = managers(tmp_path, every_n_steps=2, restore="none")
+    second = managers(tmp_path, every_n_steps=2, restore="none", on_existing="keep")
     fresh = make_variables()
     second.start(fresh, step=0)
     assert second.restore() is None
@@ -294,7 +294,7 @@ def test_restore_skips_an_unreadable_newest_checkpoint_and_sets_it_aside(tmp_pat
     fresh = make_variables()
     manager.start(fresh, step=0)
     with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
-        assert manager.restore() == 4
+        assert manager.restore().step == 4
     np.testing.assert_array_equal(fresh["w"].numpy(), [4.0, 4.0, 4.0])
     assert steps_on_disk(tmp_path) == [4]
     assert (tmp_path / "model.ckpt-8.corrupt.index").exists()
@@ -311,23 +311,25 @@ def test_a_checkpoint_set_aside_is_no_longer_named_by_the_state_file(tmp_path, m
     data.write_bytes(data.read_bytes()[:10])
     manager = managers(tmp_path, every_n_steps=4)
     manager.start(make_variables(), step=0)
-    assert manager.restore() == 4
+    assert manager.restore().step == 4
     # TensorFlow's own reader finds the checkpoint that is left, not the one set aside.
     assert tf.train.latest_checkpoint(str(tmp_path)) == str(tmp_path / "model.ckpt-4")
 
 def test_restore_from_a_prefix_elsewhere_starts_from_it_until_the_run_has_its_own(tmp_path, managers):
     save_steps(tmp_path / "pretrained", managers, 5)
-    options = dict(every_n_steps=10, restore=str(tmp_path / "pretrained" / "model.ckpt-5"))
+    options = dict(
+        every_n_steps=10, restore=str(tmp_path / "pretrained" / "model.ckpt-5"), restore_optimizer=True
+    )
     first = managers(tmp_path / "run", **options)
     variables = make_variables()
     first.start(variables, step=0)
-    assert first.restore() == 5
+    assert first.restore().step == 5
     train_to(variables, 10)
     first.on_step(10)
     first.close()
     second = managers(tmp_path / "run", **options)  # a restart of the same job
     second.start(make_variables(), step=0)
-    assert second.restore() == 10
+    assert second.restore().step == 10
 
 
 def test_restore_from_a_missing_prefix_raises_naming_it(tmp_path, managers):

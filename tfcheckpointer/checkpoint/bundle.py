@@ -144,12 +144,16 @@ def check_compatible(
     Returns the checkpoint's own `{key: shape}`, read once for the check.
 
     Keys in `optional` may be absent; keys the checkpoint has beyond them are
-    reported as unexpected only when they are outside the optimizer scope
-    (a checkpoint written with optimizer state restores into a run without).
+    reported as unexpected only when they are outside the optimizer scope and
+    not `global_step` (a checkpoint written with optimizer state restores into
+    a run without, and a warm start takes the weights only).
     """
     stored = checkpoint_shapes(prefix)
     missing = [k for k in shapes if k not in stored and k not in optional]
-    unexpected = [k for k in stored if k not in shapes and not is_optimizer_key(k)]
+    unexpected = [
+        k for k in stored
+        if k not in shapes and not is_optimizer_key(k) and k != naming.GLOBAL_STEP_KEY
+    ]
     mismatched = {
         k: (tuple(shape), tuple(stored[k]))
         for k, shape in shapes.items()

@@ -186,6 +186,24 @@ class CheckpointDirectory:
             self.write_state(kept, latest=kept[-1].step if kept else None)
         return aside
 
+    def set_aside_all(self, time: str) -> str:
+        """Move every checkpoint of this basename and the state file into a subdirectory.
+
+        `time` names the subdirectory (`set-aside-<time>`); returns its path.
+        Each checkpoint moves index first, so none is left looking complete
+        but partial, and the state file last.
+        """
+        target = f"{self.directory}/{naming.SET_ASIDE_DIRECTORY.format(time=time)}"
+        tf.io.gfile.makedirs(target)
+        for prefix in self.prefixes():
+            names = self.files_of(prefix)
+            names.sort(key=lambda name: not name.endswith(naming.INDEX_SUFFIX))
+            for name in names:
+                tf.io.gfile.rename(f"{self.directory}/{name}", f"{target}/{name}")
+        if tf.io.gfile.exists(self.state_path):
+            tf.io.gfile.rename(self.state_path, f"{target}/{naming.STATE_FILENAME}")
+        return target
+
     def remove_stale_temp_files(self) -> list[str]:
         """Delete what a crashed save left behind; never a finished checkpoint."""
         ours = re.compile(

@@ -22,7 +22,7 @@ from tfcheckpointer.checkpoint.directory import CheckpointDirectory, is_local
 from tfcheckpointer.checkpoint.files import atomic_write
 from tfcheckpointer.checkpoint.lock import DirectoryLock
 from tfcheckpointer.checkpoint.policy import LastSave, RetentionPolicy, save_policy
-from tfcheckpointer.checkpoint.restore import Restorer
+from tfcheckpointer.checkpoint.restore import Restored, Restorer
 from tfcheckpointer.checkpoint.saver import CheckpointSaver
 from tfcheckpointer.checkpoint.signals import SignalCatcher
 from tfcheckpointer.checkpoint.tf_utils import op_error_text
@@ -58,7 +58,10 @@ class CheckpointManager:
                 config.max_to_keep, config.keep_checkpoint_every_n_hours, config.max_total_bytes
             ),
         )
-        self.restorer = Restorer(self.directory, config.restore)
+        self.restorer = Restorer(
+            self.directory, config.restore,
+            restore_optimizer=config.restore_optimizer, on_existing=config.on_existing,
+        )
         self.save_policy = save_policy(
             every_n_steps=config.every_n_steps, every_n_seconds=config.every_n_seconds
         )
@@ -224,16 +227,33 @@ class CheckpointManager:
 
     # --- Restoring ----------------------------------------------------------------
 
-    def restore(self, *, current_step: int = 0) -> int | None:
-        """Restore per `config.restore` (see `restore.Restorer`); return the restored step, or None."""
-        restored = self.restorer.restore(self._variables, current_step=current_step)
+    def restore(
+        self, *, current_step: int = 0, optimizer_name: str | None = None
+    ) -> Restored | None:
+        """Restore per `config.restore` (see `restore.Restorer`); return what was restored, or None.
+
+        A refused restore (another model's or optimizer's checkpoint, or
+        `restore: none` into a directory of another run) lets go of the
+        directory before it raises.
+        """
+        try:
+            restored = self.restorer.restore(
+                self._variables, current_step=current_step, optimizer_name=optimizer_name
+            )
+        except BaseException:
+            self.close()
+            raise
         if restored is None:
             return None
         self.last_save = LastSave(step=restored.step, time=self._clock())
         self.last_published_step = restored.step
-        self.last_checkpoint = restored.prefix
-        self._say(f"Restored {restored.prefix} (step {restored.step}).")
-        return restored.step
+        if restored.warm_start:
+            what = "optimizer state and step too" if restored.optimizer else "weights only"
+            self._say(f"Started from {restored.prefix} ({what}; at step {restored.step}).")
+        else:
+            self.last_checkpoint = restored.prefix
+            self._say(f"Restored {restored.prefix} (step {restored.step}).")
+        return restored
 
     def _say(self, message: str) -> None:
         if self._announce is not None:

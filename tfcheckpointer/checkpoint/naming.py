@@ -14,6 +14,8 @@ META_SUFFIX = ".meta"
 SIDECAR_SUFFIX = ".json"
 TEMP_INFIX = ".tfcheckpointer-tmp"
 CORRUPT_INFIX = ".corrupt"
+SET_ASIDE_DIRECTORY = "set-aside-{time}"
+"""Where `checkpoint.on_existing: set_aside` moves an earlier run's checkpoints."""
 LOCK_FILENAME = ".tfcheckpointer.lock"
 
 GLOBAL_STEP_KEY = "global_step"

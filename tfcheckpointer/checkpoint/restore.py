@@ -9,6 +9,7 @@ checkpoints of its own; `none` restores nothing.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 import os
 from typing import Any
@@ -19,7 +20,7 @@ from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.bundle import check_compatible, is_optimizer_key, read_step
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory, is_local
 from tfcheckpointer.config.schema import RESTORE_LATEST, RESTORE_NONE
-from tfcheckpointer.errors import CheckpointError, RestoreMismatchError
+from tfcheckpointer.errors import CheckpointError, OptimizerMismatchError, RestoreMismatchError
 
 logger = logging.getLogger("tfcheckpointer")
 
@@ -29,7 +30,13 @@ class Restored:
     """The checkpoint a restore took the variables from."""
 
     step: int
+    """The step the run is at after the restore: the checkpoint's, or the run's own for a
+    warm start that took the weights only."""
     prefix: str
+    warm_start: bool = False
+    """Whether the checkpoint came from elsewhere (not this run's directory)."""
+    optimizer: bool = True
+    """Whether optimizer state (slots, step) was restored."""
 
 
 class Restorer:
@@ -38,13 +45,28 @@ class Restorer:
     Args:
         directory: This run's own checkpoints.
         restore: `latest`, `none`, or a checkpoint prefix or directory.
+        restore_optimizer: In a warm start, also restore the optimizer's slots
+            and the step (never its learning rate, which `compile` set).
+        on_existing: With `restore: none`, what to do with checkpoints the
+            directory already holds: `error`, `keep` or `set_aside`.
     """
 
-    def __init__(self, directory: CheckpointDirectory, restore: str):
+    def __init__(
+        self,
+        directory: CheckpointDirectory,
+        restore: str,
+        *,
+        restore_optimizer: bool = False,
+        on_existing: str = "error",
+    ):
         self.directory = directory
         self.restore_from = restore
+        self.restore_optimizer = restore_optimizer
+        self.on_existing = on_existing
 
-    def restore(self, variables: Any, *, current_step: int = 0) -> Restored | None:
+    def restore(
+        self, variables: Any, *, current_step: int = 0, optimizer_name: str | None = None
+    ) -> Restored | None:
         """Restore `variables` (an adapter from `variables`); return what was restored.
 
         Unreadable checkpoints (truncated, missing shard) are skipped with a
@@ -52,15 +74,20 @@ class Restorer:
         unreadable ones of this run's own directory are also set aside
         (`<prefix>.corrupt.*`). When resuming, a model already at or past the
         newest checkpoint's step (a second `fit()` in one process) keeps its
-        state rather than going back.
+        state rather than going back. `optimizer_name` names the model's
+        optimizer in the error raised when the checkpoint holds another's state.
         """
         if self.restore_from == RESTORE_NONE:
+            self._start_fresh()
             return None
-        candidates, required = self._candidates()
+        candidates, required, warm_start = self._candidates()
         skipped: list[str] = []
         for prefix in candidates:
             try:
-                restored = self._restore_one(variables, prefix, current_step, resuming=not required)
+                restored = self._restore_one(
+                    variables, prefix, current_step, warm_start=warm_start,
+                    optimizer_name=optimizer_name,
+                )
             except RestoreMismatchError:
                 raise
             except CheckpointError as error:
@@ -81,8 +108,37 @@ class Restorer:
             logger.warning("%s. Starting from step %d.", message, current_step)
         return None
 
-    def _candidates(self) -> tuple[list[str], bool]:
-        """Checkpoints to try, best first, and whether one of them must be restored.
+    def _start_fresh(self) -> None:
+        """`restore: none`: refuse to mix with checkpoints already there, unless told what to do."""
+        existing = self.directory.prefixes()
+        if not existing:
+            return
+        names = ", ".join(p.rsplit("/", 1)[-1] for p in existing[:3])
+        names += f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        if self.on_existing == "keep":
+            logger.info(
+                "checkpoint.restore is none; keeping the %d checkpoint(s) already in %s (%s).",
+                len(existing), self.directory.directory, names,
+            )
+            return
+        if self.on_existing == "set_aside":
+            stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+            target = self.directory.set_aside_all(stamp)
+            logger.warning(
+                "checkpoint.restore is none; moved the %d checkpoint(s) already in %s (%s) to %s.",
+                len(existing), self.directory.directory, names, target,
+            )
+            return
+        raise CheckpointError(
+            f"checkpoint.restore is none, but {self.directory.directory} already holds "
+            f"{len(existing)} checkpoint(s) ({names}); a fresh run there would mix with them "
+            "(retention counts them, and a later resume may pick theirs). HINT: set "
+            "checkpoint.on_existing: set_aside to move them into a subdirectory, or keep to "
+            "leave them; restore: latest resumes from them; or use another directory."
+        )
+
+    def _candidates(self) -> tuple[list[str], bool, bool]:
+        """Checkpoints to try, best first; whether one must restore; whether they come from elsewhere.
 
         A prefix or directory in another directory starts a new run from it (a
         warm start): once this run has checkpoints of its own, a restart resumes
@@ -91,14 +147,14 @@ class Restorer:
         restore = self.restore_from
         own = self.directory.candidates()
         if restore == RESTORE_LATEST:
-            return own, False
+            return own, False, False
         source = restore if tf.io.gfile.isdir(restore) else os.path.dirname(restore)
         if own and not _same_directory(source, self.directory.directory):
             logger.info(
                 "checkpoint.restore names %s, but %s holds this run's own checkpoints; "
                 "resuming from those.", restore, self.directory.directory,
             )
-            return own, False
+            return own, False, False
         if tf.io.gfile.isdir(restore):
             found = CheckpointDirectory(restore, self.directory.basename).candidates()
             if not found:
@@ -106,34 +162,74 @@ class Restorer:
                     f"checkpoint.restore: no checkpoint named {self.directory.basename}-<step> "
                     f"in directory {restore}."
                 )
-            return found, True
+            return found, True, not _same_directory(restore, self.directory.directory)
         if not tf.io.gfile.exists(restore + naming.INDEX_SUFFIX):
             raise CheckpointError(
                 f"checkpoint.restore: no checkpoint at {restore} "
                 f"({restore}{naming.INDEX_SUFFIX} does not exist). HINT: give a prefix such as "
                 f"{self.directory.prefix(100)}, a directory, `latest` or `none`."
             )
-        return [restore], True
+        return [restore], True, not _same_directory(source, self.directory.directory)
 
     def _restore_one(
-        self, variables: Any, prefix: str, current_step: int, *, resuming: bool
+        self,
+        variables: Any,
+        prefix: str,
+        current_step: int,
+        *,
+        warm_start: bool,
+        optimizer_name: str | None,
     ) -> Restored | None:
         shapes = variables.shapes()
-        optional = {k for k in shapes if is_optimizer_key(k)}
-        present = check_compatible(prefix, shapes, optional=optional)
+        with_optimizer = not warm_start or self.restore_optimizer
+        if with_optimizer:
+            # A warm start never takes the learning rate: the one `compile` set is the point.
+            wanted = {k: s for k, s in shapes.items() if not (warm_start and _is_learning_rate(k))}
+        else:
+            wanted = {k: s for k, s in shapes.items() if not _is_optimizer_state(k)}
+        optional = {k for k in wanted if is_optimizer_key(k)}
+        present = check_compatible(prefix, wanted, optional=optional)
         step, _ = read_step(prefix, present)
         if step is None:
             raise CheckpointError(f"Checkpoint {prefix} has no {naming.GLOBAL_STEP_KEY}.")
-        if resuming and 0 < step <= current_step:
+        if not warm_start and 0 < step <= current_step:
             logger.info("Model is at step %d, past %s; not restoring.", current_step, prefix)
             return None
-        if optional and not optional & set(present):
-            logger.warning(
-                "Checkpoint %s has no optimizer state; the optimizer starts fresh.", prefix
-            )
-        variables.restore(prefix, [k for k in shapes if k in present])
-        logger.info("Restored checkpoint step=%d path=%s", step, prefix)
-        return Restored(step, prefix)
+        if with_optimizer and optional:
+            stored_slots = _slot_names(present)
+            if not stored_slots:
+                logger.warning(
+                    "Checkpoint %s has no optimizer state; the optimizer starts fresh.", prefix
+                )
+            elif stored_slots != _slot_names(shapes):
+                raise OptimizerMismatchError(
+                    prefix,
+                    stored=sorted(stored_slots),
+                    model=sorted(_slot_names(shapes)),
+                    optimizer_name=optimizer_name,
+                )
+        variables.restore(prefix, [k for k in wanted if k in present])
+        logger.info(
+            "Restored checkpoint step=%d path=%s warm_start=%s optimizer=%s",
+            step, prefix, warm_start, with_optimizer,
+        )
+        return Restored(
+            step if with_optimizer else current_step, prefix,
+            warm_start=warm_start, optimizer=with_optimizer,
+        )
+
+
+def _is_optimizer_state(key: str) -> bool:
+    return key == naming.GLOBAL_STEP_KEY or is_optimizer_key(key)
+
+
+def _is_learning_rate(key: str) -> bool:
+    return is_optimizer_key(key) and key.rsplit("/", 1)[-1] == "learning_rate"
+
+
+def _slot_names(keys: Any) -> set[str]:
+    """The names of the optimizer's state (`momentum`, `velocity`, `learning_rate`, ...)."""
+    return {k.rsplit("/", 1)[-1] for k in keys if is_optimizer_key(k)}
 
 
 def _same_directory(a: str, b: str) -> bool:

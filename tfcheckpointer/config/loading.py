@@ -50,7 +50,13 @@ from tfcheckpointer.config.checks import (
     restore_value,
     signal_names,
 )
-from tfcheckpointer.config.schema import CheckpointConfig, FactoryConfig, FreezeConfig, JobConfig
+from tfcheckpointer.config.schema import (
+    ON_EXISTING_CHOICES,
+    CheckpointConfig,
+    FactoryConfig,
+    FreezeConfig,
+    JobConfig,
+)
 from tfcheckpointer.errors import ConfigError
 
 
@@ -339,6 +345,8 @@ _CHECKPOINT_FIELDS: dict[str, Check] = {
     "keep_checkpoint_every_n_hours": or_null(number("> 0", lambda x: x > 0)),
     "include_optimizer": boolean,
     "restore": restore_value,
+    "restore_optimizer": boolean,
+    "on_existing": choice(*ON_EXISTING_CHOICES),
     "save_at_train_end": boolean,
     "async": boolean,
     "async_save": boolean,
@@ -358,6 +366,7 @@ _FREEZE_FIELDS: dict[str, Check] = {
     "verify_batch_size": integer(1),
     "at_train_end": boolean,
     "optimize": boolean,
+    "required": boolean,
 }
 _FACTORY_FIELDS: dict[str, Check] = {"factory": factory_reference, "kwargs": keyword_arguments}
 # Passed to keras `Model.fit` as keyword arguments.

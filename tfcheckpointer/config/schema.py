@@ -13,6 +13,8 @@ RESTORE_LATEST = "latest"
 """`checkpoint.restore: latest`: resume from the newest checkpoint of this run's directory."""
 RESTORE_NONE = "none"
 """`checkpoint.restore: none`: start fresh."""
+ON_EXISTING_CHOICES = ("error", "keep", "set_aside")
+"""`checkpoint.on_existing`: what `restore: none` does with checkpoints already in the directory."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class CheckpointConfig:
     keep_checkpoint_every_n_hours: float | None = None
     include_optimizer: bool = True
     restore: str = "latest"
+    restore_optimizer: bool = False
+    on_existing: str = "error"
     save_at_train_end: bool = True
     async_save: bool = False
     on_error: str = "raise"
@@ -49,6 +53,7 @@ class FreezeConfig:
     verify_batch_size: int = 4
     at_train_end: bool = True
     optimize: bool = False
+    required: bool = True
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ class ConfiguredAdapter:
         keep_checkpoint_every_n_hours: float | None = None,
         include_optimizer: bool = True,
         restore: str = "latest",
+        restore_optimizer: bool = False,
+        on_existing: str = "error",
         save_at_train_end: bool = True,
         async_save: bool = False,
         on_error: str = "raise",
@@ -68,8 +70,18 @@ class ConfiguredAdapter:
             include_optimizer: Save the optimizer state (slots, learning rate)
                 too; `global_step` is always saved.
             restore: `latest` resumes from this directory's newest checkpoint,
-                `none` starts fresh, a prefix or directory elsewhere warm-starts
-                from it.
+                `none` starts fresh, a prefix or directory elsewhere starts
+                from it (a warm start).
+            restore_optimizer: In a warm start, also take the optimizer's state
+                (slots and step) from the checkpoint; by default only the
+                model's weights are taken, the step starts at 0 and the
+                optimizer (and its learning rate) is the one `compile` set.
+                Resuming this directory's own checkpoints always restores
+                everything.
+            on_existing: What `restore: none` does when the directory already
+                holds checkpoints: `error` (refuse), `keep` (leave them, and
+                let retention count them), `set_aside` (move them into a
+                `set-aside-<time>` subdirectory).
             save_at_train_end: Save the final step unless it is saved already.
             async_save: Write in a background thread (the YAML key `async`).
             on_error: `raise` stops training on a failed save; `warn` logs it

@@ -111,7 +111,9 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
                 serialize_graph_def(graph_def, as_text=graph_format == "pbtxt"),
             )
         if not self._restored_once:
-            self.manager.restore(current_step=current_step)
+            self.manager.restore(
+                current_step=current_step, optimizer_name=type(self.model.optimizer).__name__
+            )
             self._restored_once = True
 
     def _meta_graph(self, variables: Mapping[str, Any]) -> Any:
