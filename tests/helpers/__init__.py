@@ -16,9 +16,10 @@ def steps_on_disk(directory, basename: str = "model.ckpt") -> list[int]:
 
 
 def fit(model, callback, data=None, *, epochs: int = 1, batch_size: int = 8) -> None:
-    """`model.fit` on `data` (default: `rows()`) with `callback`, quietly and in a fixed order."""
+    """`model.fit` on `data` (default: `rows()`) with `callback` (or a list), quietly, in a fixed order."""
     x, y = rows() if data is None else data
-    model.fit(x, y, epochs=epochs, batch_size=batch_size, callbacks=[callback], verbose=0, shuffle=False)
+    callbacks = callback if isinstance(callback, list) else [callback]
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, callbacks=callbacks, verbose=0, shuffle=False)
 
 
 def rows(count: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

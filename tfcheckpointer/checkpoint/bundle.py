@@ -166,6 +166,21 @@ def check_compatible(
     return stored
 
 
+def holds_values(prefix: str, values: Mapping[str, Any]) -> bool:
+    """Whether the checkpoint at `prefix` holds exactly `values` (`{key: tensor}`), bit for bit."""
+    try:
+        reader = tf.compat.v1.train.NewCheckpointReader(prefix)
+    except Exception:  # the C++ reader maps file damage to many Python types
+        return False
+    for key, value in values.items():
+        if not reader.has_tensor(key):
+            return False
+        stored, now = reader.get_tensor(key), np.asarray(value)
+        if stored.dtype != now.dtype or stored.shape != now.shape or stored.tobytes() != now.tobytes():
+            return False
+    return True
+
+
 def is_optimizer_key(key: str) -> bool:
     """Whether `key` is optimizer state (`optimizer/...`), which a model can do without."""
     return key.startswith(naming.OPTIMIZER_SCOPE + "/")

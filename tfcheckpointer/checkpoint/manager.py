@@ -10,14 +10,15 @@ checkpoint in the directory, including those left by earlier runs.
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import tensorflow as tf
 
 from tfcheckpointer.checkpoint.background import BackgroundWriter
-from tfcheckpointer.checkpoint.bundle import SavedCheckpoint
+from tfcheckpointer.checkpoint.bundle import SavedCheckpoint, holds_values
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory, is_local
 from tfcheckpointer.checkpoint.files import atomic_write
 from tfcheckpointer.checkpoint.lock import DirectoryLock
@@ -32,6 +33,15 @@ from tfcheckpointer.errors import CheckpointError
 
 logger = logging.getLogger("tfcheckpointer")
 
+# The manager that last started on each directory in this process. One that was
+# started earlier and still steps is a second writer: they would write the same
+# steps twice. (An earlier one that never steps again -- its fit() died -- is fine.)
+_WRITERS: dict[str, CheckpointManager] = {}
+
+
+def _directory_key(directory: str) -> str:
+    return os.path.realpath(directory or ".") if is_local(directory) else directory.rstrip("/")
+
 
 class CheckpointManager:
     """Saves variables on the configured cadence and restores them on resume.
@@ -41,6 +51,8 @@ class CheckpointManager:
         clock: Seconds since the epoch; injectable for tests of time triggers.
         announce: Called with a one-line message for each save and restore
             (the callback passes Keras's printer when `verbose` is on).
+        owner: Names the adapter in the error about two writers on one
+            directory (e.g. "CheckpointCallback created at train.py:12").
     """
 
     def __init__(
@@ -49,8 +61,11 @@ class CheckpointManager:
         *,
         clock: Callable[[], float] = time.time,
         announce: Callable[[str], None] | None = None,
+        owner: str = "a CheckpointManager",
     ):
         self.config = config
+        self.owner = owner
+        self._superseded_by: str | None = None
         self.directory = CheckpointDirectory(config.directory, config.basename)
         self.saver = CheckpointSaver(
             self.directory,
@@ -101,6 +116,12 @@ class CheckpointManager:
                 logger.warning("A background write of an earlier run failed: %s", earlier)
         if self._lock is not None:
             self._lock.acquire()
+        key = _directory_key(self.config.directory)
+        earlier = _WRITERS.get(key)
+        if earlier is not None and earlier is not self:
+            earlier._superseded_by = self.owner
+        _WRITERS[key] = self
+        self._superseded_by = None
         for name in self.directory.remove_stale_temp_files():
             logger.warning("Removed %s/%s, left by an interrupted save.", self.directory.directory, name)
         self._variables = variables
@@ -118,18 +139,28 @@ class CheckpointManager:
 
     def on_step(self, step: int) -> SavedCheckpoint | None:
         """Save if a checkpoint is due at `step`, or if a stop signal came."""
+        self._check_sole_writer()
         if self._signals.received is not None:
             self._stop_for_signal(step)
         if self.save_policy.should_save(step, self._clock(), self.last_save):
             return self.save(step)
         return None
 
-    def on_end(self, step: int) -> SavedCheckpoint | None:
+    def on_end(
+        self, step: int, *, must_hold: Collection[str] = ()
+    ) -> SavedCheckpoint | None:
         """Save the final step unless it is on disk already, and wait for every write.
 
         A save that failed earlier (under `on_error: warn`, or in the
         background) does not count: the final step is tried again.
+
+        `must_hold` names variables (the model's weights) that the final
+        checkpoint must hold as they are now, although something may have
+        changed them after the step was saved (EarlyStopping's
+        `restore_best_weights`): then a kept checkpoint that holds them
+        becomes `last_checkpoint`, or else the step is saved again.
         """
+        self._check_sole_writer()
         if self._signals.received is not None:
             self._stop_for_signal(step)
         saved = None
@@ -137,12 +168,38 @@ class CheckpointManager:
             self.wait()
             if self.config.save_at_train_end and step > self.last_published_step:
                 saved = self.save(step)
+            elif must_hold and self.last_checkpoint is not None:
+                saved = self._save_if_changed(step, must_hold)
         finally:
             self.close()
         # A signal that came during the final save is honoured now that it is written.
         if self._signals.received is not None:
             self._signals.resume_signal()
         return saved
+
+    def _save_if_changed(self, step: int, keys: Collection[str]) -> SavedCheckpoint | None:
+        snapshot = self._variables.snapshot()
+        now = {k: t for k, t in zip(snapshot.keys, snapshot.tensors) if k in keys}
+        kept = [self.last_checkpoint, *self.directory.candidates()]
+        for prefix in dict.fromkeys(kept):
+            if prefix is not None and holds_values(prefix, now):
+                if prefix != self.last_checkpoint:
+                    logger.info("The model's weights at the end are those of %s.", prefix)
+                    self.last_checkpoint = prefix
+                return None
+        if not self.config.save_at_train_end:
+            logger.warning(
+                "The model's weights changed after %s was saved, and no checkpoint holds them "
+                "(checkpoint.save_at_train_end is false).", self.last_checkpoint,
+            )
+            self.last_checkpoint = None
+            return None
+        logger.warning(
+            "The model's weights changed after %s was saved (by a callback such as "
+            "EarlyStopping(restore_best_weights=True)); saving step %d again with the weights "
+            "the model holds now.", self.last_checkpoint, step,
+        )
+        return self.save(step)
 
     def close(self) -> None:
         """Wait for the write in flight, then let go of the directory and the signals."""
@@ -152,6 +209,18 @@ class CheckpointManager:
             self._signals.uninstall()
             if self._lock is not None:
                 self._lock.release()
+            key = _directory_key(self.config.directory)
+            if _WRITERS.get(key) is self:
+                del _WRITERS[key]
+
+    def _check_sole_writer(self) -> None:
+        if self._superseded_by is not None:
+            raise CheckpointError(
+                f"Two checkpoint writers on {self.config.directory} in one process: "
+                f"{self.owner} and {self._superseded_by}; both would write the same steps. "
+                "HINT: use one checkpoint callback per directory, or give each its own "
+                "checkpoint.directory."
+            )
 
     def _stop_for_signal(self, step: int) -> None:
         logger.warning("Stopping at step %d on %s.", step, self._signals.received.name)

@@ -123,6 +123,30 @@ def check_freezable(model: keras.Model, concrete: Any, *, size_limit: int) -> No
         )
 
 
+def _check_names_survived(signature: ModelSignature, names: set[str]) -> None:
+    absent = [t.name for t in signature.inputs + signature.outputs if t.name not in names]
+    if absent:
+        raise FreezeError(
+            f"Node name(s) {absent} did not survive tracing (they clash with names inside the "
+            "model). HINT: choose other freeze.input_names / freeze.output_names."
+        )
+
+
+def check_model_freezable(
+    model: keras.Model, config: FreezeConfig, *, size_limit: int = PROTOBUF_LIMIT_BYTES
+) -> None:
+    """Raise now what `freeze_model(model, config)` would refuse after training.
+
+    The inputs and outputs and their names, ops a GraphDef cannot hold, and
+    the 2 GiB limit are all known before the first step; the callback checks
+    them at train begin, at the cost of one trace.
+    """
+    signature = model_signature(model, config.input_names, config.output_names)
+    concrete = trace(model, signature)
+    check_freezable(model, concrete, size_limit=size_limit)
+    _check_names_survived(signature, {op.name for op in concrete.graph.get_operations()})
+
+
 def freeze_graph_def(
     model: keras.Model, signature: ModelSignature, *, size_limit: int = PROTOBUF_LIMIT_BYTES
 ) -> tf.compat.v1.GraphDef:
@@ -133,13 +157,7 @@ def freeze_graph_def(
     graph_def = frozen.graph.as_graph_def()
     clear_devices(graph_def)
     check_no_variables(graph_def)
-    names = {n.name for n in graph_def.node}
-    absent = [t.name for t in signature.inputs + signature.outputs if t.name not in names]
-    if absent:
-        raise FreezeError(
-            f"Node name(s) {absent} did not survive tracing (they clash with names inside the "
-            "model). HINT: choose other freeze.input_names / freeze.output_names."
-        )
+    _check_names_survived(signature, {n.name for n in graph_def.node})
     check_graph_size(graph_def, size_limit)
     return graph_def
 

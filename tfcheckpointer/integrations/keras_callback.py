@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 import keras
 
 from tfcheckpointer.checkpoint import naming
-from tfcheckpointer.checkpoint.keys import checkpoint_variables
+from tfcheckpointer.checkpoint.keys import checkpoint_variables, model_variable_keys
 from tfcheckpointer.checkpoint.manager import CheckpointManager
 from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig
 from tfcheckpointer.errors import BackendError, CheckpointError, FreezeError
 from tfcheckpointer.graph import metagraph
 from tfcheckpointer.graph.files import serialize_graph_def, serialize_meta_graph_def
-from tfcheckpointer.graph.keras_freeze import freeze_model, model_signature
+from tfcheckpointer.graph.keras_freeze import check_model_freezable, freeze_model, model_signature
 from tfcheckpointer.graph.publish import FrozenGraph
 from tfcheckpointer.integrations.base import ConfiguredAdapter
 
@@ -29,6 +31,59 @@ def require_tensorflow_backend() -> None:
             f"tfcheckpointer writes TensorFlow checkpoints and graphs, but Keras runs on the "
             f"{backend!r} backend. HINT: set KERAS_BACKEND=tensorflow before importing keras."
         )
+
+
+def _caller() -> str:
+    """`file:line` of the user code that made the callback, to tell two callbacks apart."""
+    frame = sys._getframe(1)
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "<unknown>"
+
+
+class _TrainEnd(keras.callbacks.Callback):
+    """Appended after every other callback of a `fit()`: runs the checkpointer's train-end work."""
+
+    def __init__(self, owner: CheckpointCallback):
+        super().__init__()
+        self.owner = owner
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        self.owner.finish_training()
+
+    def _implements_train_batch_hooks(self) -> bool:
+        return False
+
+    def _implements_test_batch_hooks(self) -> bool:
+        return False
+
+    def _implements_predict_batch_hooks(self) -> bool:
+        return False
+
+
+def _run_train_end_last(callback: CheckpointCallback) -> bool:
+    """Append a `_TrainEnd` to the callback list of the `fit()` calling `on_train_begin`.
+
+    Keras calls `on_train_end` in list order, and a callback listed after
+    this one may still change the weights there (EarlyStopping with
+    `restore_best_weights`). Keras 3 and tf_keras both call `on_train_begin`
+    from a `CallbackList` method whose `self` holds the list; a custom loop
+    that calls the hooks itself has none, and the work stays in `on_train_end`.
+    """
+    frame = sys._getframe(1)
+    for _ in range(8):
+        frame = frame.f_back
+        if frame is None:
+            return False
+        owner = frame.f_locals.get("self")
+        callbacks = getattr(owner, "callbacks", None)
+        if frame.f_code.co_name == "on_train_begin" and isinstance(callbacks, list) and any(
+            c is callback for c in callbacks
+        ):
+            callbacks.append(_TrainEnd(callback))
+            return True
+    return False
 
 
 def _is_built(model: Any) -> bool:
@@ -68,11 +123,16 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         self.freeze_config = freeze
         self.verbose = verbose
         self.manager = CheckpointManager(
-            self.checkpoint_config, announce=self._print if verbose else None
+            self.checkpoint_config, announce=self._print if verbose else None,
+            owner=f"{type(self).__name__} created at {_caller()}",
         )
         self.frozen: FrozenGraph | None = None
+        self.freeze_error: FreezeError | None = None
+        """Why the train-end freeze failed, with `freeze.required: false`."""
         self._restored_once = False
         self._waiting_for_build = False
+        self._freeze_refused: FreezeError | None = None
+        self._runs_last = False
 
     @property
     def step(self) -> int:
@@ -81,6 +141,8 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         if getattr(self.model, "optimizer", None) is None:
             raise CheckpointError("The model has no optimizer. HINT: call model.compile() first.")
+        self._runs_last = _run_train_end_last(self)
+        self.frozen = self.freeze_error = self._freeze_refused = None
         self._waiting_for_build = not _is_built(self.model)
         if self._waiting_for_build:
             # A subclassed model without an input shape gets its variables in its first
@@ -90,6 +152,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         self._start(current_step=self.step)
 
     def _start(self, *, current_step: int) -> None:
+        self._check_freezable()
         optimizer = self.model.optimizer
         # Keras builds the optimizer on the first step; its slots must exist to be restored.
         if not getattr(optimizer, "built", False):
@@ -116,6 +179,22 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
             )
             self._restored_once = True
 
+    def _check_freezable(self) -> None:
+        """Find now, before the first step, what would make the train-end freeze fail."""
+        config = self.freeze_config
+        if config is None or not config.at_train_end:
+            return
+        try:
+            check_model_freezable(self.model, config)
+        except FreezeError as error:
+            if config.required:
+                raise FreezeError(
+                    f"{error} (checked before training; freeze.required: false trains anyway "
+                    "and skips the freeze)"
+                ) from None
+            logger.warning("%s -- training without a train-end freeze (freeze.required: false).", error)
+            self._freeze_refused = error
+
     def _meta_graph(self, variables: Mapping[str, Any]) -> Any:
         """The run's MetaGraphDef, built once: the graph does not change between saves."""
         config = self.checkpoint_config
@@ -140,6 +219,19 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         self.manager.on_step(self.step)
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        if not self._runs_last:
+            self.finish_training()
+
+    def finish_training(self) -> None:
+        """The train-end work: the final checkpoint, then the frozen graph.
+
+        In `fit()` it runs after every other callback's `on_train_end`
+        (EarlyStopping may restore its best weights there), so both hold the
+        weights the model has when `fit()` returns. A failed freeze keeps
+        the checkpoints and is raised after, with `fit`'s History on the
+        error (`error.history`) and in `model.history`; with
+        `freeze.required: false` it is logged and kept in `freeze_error`.
+        """
         if self._waiting_for_build:
             # No batch ran (`epochs <= initial_epoch`, an empty dataset): the model never
             # got its variables, so there is nothing to save or freeze.
@@ -147,21 +239,37 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
             self._waiting_for_build = False
             return
         step = self.step
-        self.manager.on_end(step)
-        if self.freeze_config is not None and self.freeze_config.at_train_end:
+        # The weights, not the dropout seeds: those are what the frozen graph holds.
+        weights = {id(v) for v in self.model.weights}
+        model_keys = [k for k, v in model_variable_keys(self.model).items() if id(v) in weights]
+        self.manager.on_end(step, must_hold=model_keys)
+        config = self.freeze_config
+        if config is None or not config.at_train_end or self._freeze_refused is not None:
+            return
+        checkpoint = self.manager.last_checkpoint
+        try:
             self.frozen = freeze_model(
-                self.model, self.freeze_config, step=step, checkpoint=self.manager.last_checkpoint
+                self.model, config,
+                step=naming.step_of_prefix(checkpoint) if checkpoint else step,
+                checkpoint=checkpoint,
             )
-            logger.info(
-                "Froze graph path=%s bytes=%d nodes=%d max_abs_diff=%s",
-                self.frozen.path, self.frozen.bytes, self.frozen.node_count,
-                self.frozen.max_abs_diff,
+        except FreezeError as error:
+            self.freeze_error = error
+            error.history = getattr(self.model, "history", None)
+            logger.error("The train-end freeze failed; the checkpoints are kept: %s", error)
+            if config.required:
+                raise
+            return
+        logger.info(
+            "Froze graph path=%s bytes=%d nodes=%d max_abs_diff=%s",
+            self.frozen.path, self.frozen.bytes, self.frozen.node_count,
+            self.frozen.max_abs_diff,
+        )
+        if self.verbose:
+            self._print(
+                f"Wrote frozen graph {self.frozen.path} ({self.frozen.node_count} nodes, "
+                f"max diff {self.frozen.max_abs_diff})."
             )
-            if self.verbose:
-                self._print(
-                    f"Wrote frozen graph {self.frozen.path} ({self.frozen.node_count} nodes, "
-                    f"max diff {self.frozen.max_abs_diff})."
-                )
 
     # tf_keras (Keras 2, TF_USE_LEGACY_KERAS=1) asks its callbacks which batch hooks they use.
     def _implements_train_batch_hooks(self) -> bool:
