@@ -73,6 +73,28 @@ def test_a_new_run_resumes_and_continues_the_count(tmp_path):
     assert steps_on_disk(tmp_path) == [5, 10, 12]
 
 
+def test_a_warm_start_takes_the_variables_and_the_step_starts_at_zero(tmp_path):
+    train(tmp_path / "pretrained", 6, every_n_steps=6)
+    pretrained = tf.train.load_checkpoint(str(tmp_path / "pretrained" / "model.ckpt-6"))
+    train(tmp_path / "finetune", 2, every_n_steps=2, restore=str(tmp_path / "pretrained"))
+    train(tmp_path / "fresh", 2, every_n_steps=2)
+    assert steps_on_disk(tmp_path / "finetune") == [2]
+
+    def kernel(run: str):
+        return tf.train.load_checkpoint(str(tmp_path / run / "model.ckpt-2")).get_tensor("dense/kernel")
+
+    start = pretrained.get_tensor("dense/kernel")
+    # Two steps from the pretrained weights, not from a fresh initialization four steps behind.
+    assert np.abs(kernel("finetune") - start).max() < np.abs(kernel("fresh") - start).max() / 1.5
+
+
+def test_restore_optimizer_takes_the_step_of_a_warm_start_too(tmp_path):
+    train(tmp_path / "pretrained", 6, every_n_steps=6)
+    train(tmp_path / "finetune", 10, every_n_steps=2, restore=str(tmp_path / "pretrained"),
+          restore_optimizer=True)
+    assert steps_on_disk(tmp_path / "finetune") == [8, 10]
+
+
 def test_files_are_those_a_tf1_saver_writes(tmp_path):
     graph, train_op, inputs, targets, _ = build_graph()
     hook = CheckpointSessionHook(directory=str(tmp_path / "ours"), every_n_steps=100)

@@ -15,6 +15,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfcheckpointer.checkpoint.bundle import Snapshot
+from tfcheckpointer.checkpoint.naming import GLOBAL_STEP_KEY
 from tfcheckpointer.checkpoint.tf_utils import op_error_text, quiet_tensorflow, tf_variable
 from tfcheckpointer.errors import CheckpointError
 
@@ -62,7 +63,8 @@ class SessionVariables:
 
     Build it while the graph can still take ops (a hook's `begin`); it adds
     one read per variable and a Saver for each key set `restore` may be asked
-    for: all keys, and all but `optional` (a checkpoint without optimizer state).
+    for: all keys, all but `optional` (a checkpoint without optimizer state),
+    and all but `global_step` (a warm start).
     """
 
     def __init__(self, variables: Mapping[str, tf.Variable], *, optional: Collection[str] = ()):
@@ -75,6 +77,10 @@ class SessionVariables:
             required = {k: v for k, v in self.variables.items() if k not in set(optional)}
             if len(required) < len(self.variables):
                 self.savers[frozenset(required)] = make_saver(required)
+            # A warm start takes everything but the step.
+            if GLOBAL_STEP_KEY in self.variables and len(self.variables) > 1:
+                stepless = {k: v for k, v in self.variables.items() if k != GLOBAL_STEP_KEY}
+                self.savers[frozenset(stepless)] = make_saver(stepless)
         self.session: tf.compat.v1.Session | None = None
 
     def bind(self, session: Any) -> None:
