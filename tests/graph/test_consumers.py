@@ -30,7 +30,7 @@ import onnxruntime
 import pytest
 import tensorflow as tf
 
-from tests.helpers import convnet, mlp
+from tests.helpers import convnet, mlp, rows
 from tfcheckpointer.config import FreezeConfig
 from tfcheckpointer.graph.files import read_graph_def
 from tfcheckpointer.graph.keras_freeze import freeze_model
@@ -78,6 +78,25 @@ def recurrent(
     return build
 
 
+def normalization() -> keras.Model:
+    """Inputs standardized by a `Normalization` layer adapted to data of mean 3."""
+    keras.utils.set_random_seed(6)
+    norm = keras.layers.Normalization()
+    norm.adapt(np.random.default_rng(1).normal(3.0, 2.0, (64, 4)).astype("float32"))
+    return keras.Sequential([keras.Input((4,)), norm, keras.layers.Dense(3)])
+
+
+def early_stopped() -> keras.Model:
+    """The MLP after 3 epochs, put back to its first epoch's weights by EarlyStopping."""
+    model = mlp()
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="loss", mode="max", patience=10, restore_best_weights=True
+    )
+    x, y = rows(64)
+    model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, callbacks=[stopper])
+    return model
+
+
 @dataclasses.dataclass(frozen=True)
 class Case:
     build: Callable[[], keras.Model]
@@ -93,6 +112,8 @@ MODELS = {
     "gru": Case(recurrent(keras.layers.GRU)),
     # The workaround: a fixed length, unrolled, leaves no loop in the graph.
     "lstm-unrolled": Case(recurrent(keras.layers.LSTM, STEPS, unroll=True)),
+    "normalization": Case(normalization),
+    "early-stopped": Case(early_stopped),
 }
 CONSUMERS = ("tf1-session", "tflite", "onnx")
 
