@@ -60,6 +60,19 @@ def test_overrides_are_validated_too(tmp_path, capsys):
     assert "checkpoint.max_to_keep: expected an integer >= 1, got -1" in capsys.readouterr().err
 
 
+def test_validate_refuses_a_misspelt_restore_mode(tmp_path):
+    (tmp_path / "job.yaml").write_text(
+        "checkpoint:\n  directory: ckpt\n  every_n_steps: 1\n  restore: lastest\n"
+    )
+    result = run_cli("validate", "job.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "tfcheckpointer: error: job.yaml:4: checkpoint.restore: 'lastest' is neither a restore "
+        "mode ('latest', 'none') nor an existing checkpoint or directory "
+        "HINT: did you mean 'latest'?\n"
+    )
+
+
 def test_validate_names_a_missing_factory(tmp_path, capsys):
     (tmp_path / "job.yaml").write_text(
         "checkpoint: {directory: x, every_n_steps: 1}\nmodel: {factory: 'a.b:c'}\n"

@@ -188,6 +188,55 @@ def test_restore_accepts_modes_and_paths(value, expected):
     assert parse_config(valid_with("checkpoint", "restore", value)).checkpoint.restore == expected
 
 
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [("lastest", "latest"), ("Latset", "latest"), ("last", "latest"), ("nnone", "none"),
+     ("non", "none")],
+)
+def test_a_misspelt_restore_mode_is_refused_with_a_suggestion(tmp_path, monkeypatch, value, mode):
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, f"checkpoint:\n  directory: c\n  every_n_steps: 1\n  restore: {value}\n")
+
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+
+    assert str(info.value) == (
+        f"{path}:4: checkpoint.restore: {value!r} is neither a restore mode ('latest', 'none') "
+        f"nor an existing checkpoint or directory HINT: did you mean {mode!r}?"
+    )
+
+
+@pytest.mark.parametrize("existing", ["last", "last.index"])
+def test_a_restore_path_that_exists_is_accepted_however_it_is_spelt(
+    tmp_path, monkeypatch, existing
+):
+    # A directory named `last`, or the prefix of `last.index` / `last.data-*` files.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / existing).mkdir()
+
+    config = parse_config(valid_with("checkpoint", "restore", "last"))
+
+    assert config.checkpoint.restore == "last"
+
+
+def test_a_restore_prefix_that_does_not_exist_yet_is_left_to_the_restorer(tmp_path):
+    prefix = str(tmp_path / "warm" / "model.ckpt-100")
+
+    assert parse_config(valid_with("checkpoint", "restore", prefix)).checkpoint.restore == prefix
+
+
+@pytest.mark.parametrize(("text", "got"), [("null", "null"), ("no", r"false \(bool\)")])
+def test_a_restore_value_yaml_reads_as_no_string_asks_for_none(tmp_path, text, got):
+    path = write(tmp_path, f"checkpoint: {{directory: c, every_n_steps: 1, restore: {text}}}\n")
+
+    with pytest.raises(
+        ConfigError,
+        match=rf"expected 'latest', 'none' or a checkpoint prefix path, got {got} "
+        r"HINT: write 'none' to start fresh or 'latest' to resume",
+    ):
+        load_config(path)
+
+
 def test_env_var_and_home_are_expanded(monkeypatch):
     monkeypatch.setenv("HOME", "/home/me")
     monkeypatch.setenv("RUN", "exp1")
