@@ -24,6 +24,7 @@ from tfcheckpointer.config import (
     parse_override,
     require_job,
 )
+from tfcheckpointer.config.factories import import_module, resolve_factory
 from tfcheckpointer.errors import ConfigError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -482,6 +483,97 @@ def test_kwargs_keys_must_be_strings():
         parse_config(valid_with("model", "kwargs", {1: "a"}))
 
     assert info.value.key == "model.kwargs"
+
+
+# --- Importing factory modules -------------------------------------------------
+
+
+@pytest.fixture
+def elsewhere(monkeypatch, tmp_path):
+    """An empty current directory; sys.path and sys.modules as they were afterwards."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(cwd))])
+    before = set(sys.modules)
+    yield cwd
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def test_a_factory_module_in_the_current_directory_is_found(elsewhere):
+    (elsewhere / "tfc_cwd_factories.py").write_text("def build(units):\n    return units * 2\n")
+
+    build = resolve_factory(FactoryConfig("tfc_cwd_factories:build"), key="model.factory", source="j")
+
+    assert build(units=3) == 6
+
+
+def test_an_unimportable_factory_module_says_where_it_was_looked_for(elsewhere):
+    with pytest.raises(ConfigError) as info:
+        resolve_factory(FactoryConfig("tfc_missing.models:build"), key="model.factory", source="j")
+
+    assert str(info.value) == (
+        "j: model.factory: cannot import module 'tfc_missing.models': no module 'tfc_missing' "
+        f"in the current directory ({elsewhere}) or on sys.path (the installed packages) "
+        "HINT: run from the directory that holds tfc_missing.py (or the tfc_missing/ package), "
+        "add that directory to PYTHONPATH, or pip install the project"
+    )
+
+
+def test_a_factory_module_beside_the_job_file_is_pointed_at(elsewhere, tmp_path):
+    # Not searched: the job file's relative paths, and so its modules, are the current directory's.
+    (tmp_path / "tfc_beside.py").write_text("def build():\n    pass\n")
+    job = write(tmp_path, "checkpoint: {directory: c, every_n_steps: 1}\n")
+
+    with pytest.raises(ConfigError, match=(
+        rf"no module 'tfc_beside' in the current directory \({elsewhere}\).* HINT: tfc_beside.py "
+        rf"is beside the job file, in {tmp_path}, which is not searched; run from that directory"
+    )):
+        resolve_factory(FactoryConfig("tfc_beside:build"), key="model.factory", source=str(job))
+
+
+def test_a_missing_module_inside_a_found_package_names_the_package(elsewhere):
+    (elsewhere / "tfc_package").mkdir()
+    (elsewhere / "tfc_package" / "__init__.py").write_text("")
+
+    with pytest.raises(ConfigError, match=(
+        rf"cannot import module 'tfc_package.models': package 'tfc_package' "
+        rf"\({elsewhere / 'tfc_package'}\) has no module 'models'$"
+    )):
+        import_module("tfc_package.models", key="--import", source="<command line>")
+
+
+def test_an_import_failing_inside_the_module_is_reported_as_such(elsewhere):
+    (elsewhere / "tfc_broken.py").write_text("import tfc_not_installed\n")
+
+    with pytest.raises(ConfigError, match=(
+        r"^<command line>: --import: cannot import module 'tfc_broken': "
+        r"No module named 'tfc_not_installed'$"
+    )):
+        import_module("tfc_broken", key="--import", source="<command line>")
+
+
+def test_a_module_name_with_a_path_separator_is_refused():
+    with pytest.raises(ConfigError) as info:
+        import_module("src/my_layers.py", key="--import", source="<command line>")
+
+    assert str(info.value) == (
+        "<command line>: --import: expected a module name such as my_project.layers, "
+        "got 'src/my_layers.py' HINT: give the module's dotted name, e.g. src.my_layers"
+    )
+
+
+@pytest.mark.parametrize("present", [False, True])
+def test_a_file_name_given_for_a_module_gets_a_hint(elsewhere, present):
+    if present:
+        (elsewhere / "tfc_layers.py").write_text("")
+
+    with pytest.raises(ConfigError, match=(
+        r"^<command line>: --import: cannot import module 'tfc_layers.py': .* "
+        r"HINT: give the module's dotted name, e.g. tfc_layers$"
+    )):
+        import_module("tfc_layers.py", key="--import", source="<command line>")
 
 
 # --- fit -----------------------------------------------------------------------

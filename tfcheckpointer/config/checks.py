@@ -25,8 +25,8 @@ OVERRIDE_KEY = re.compile(r"[\w-]+(?:\.[\w-]+)*")
 _ENV_REFERENCE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 _BASENAME = re.compile(r"[^/\\]*[^/\\-]")
 _NODE_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\-/>]*")
-_DOTTED_NAME = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
-_FACTORY_REFERENCE = re.compile(rf"{_DOTTED_NAME}:{_DOTTED_NAME}")
+DOTTED_NAME = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+_FACTORY_REFERENCE = re.compile(rf"{DOTTED_NAME}:{DOTTED_NAME}")
 OVERRIDE_EXAMPLE = "e.g. --set checkpoint.every_n_steps=100"
 _RESTORE_MODES = (RESTORE_LATEST, RESTORE_NONE)
 # Tighter than difflib's 0.6, so that a path such as 'best' is not taken for a misspelt mode.
