@@ -25,6 +25,21 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+def run_installed_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Runs the CLI as pip's `tfcheckpointer` script does: the current directory is not on sys.path.
+
+    (`python -m` puts it there, so `run_cli` cannot show what the script does.)
+    """
+    script = cwd.parent / f"{cwd.name}-bin" / "tfcheckpointer"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text("import sys\nfrom tfcheckpointer.cli import main\nsys.exit(main())\n")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(script), *args], cwd=cwd, env=env,
+        capture_output=True, text=True, timeout=600,
+    )
+
+
 def test_there_are_example_configs():
     assert CONFIGS
 
@@ -60,6 +75,19 @@ def test_overrides_are_validated_too(tmp_path, capsys):
     assert "checkpoint.max_to_keep: expected an integer >= 1, got -1" in capsys.readouterr().err
 
 
+def test_validate_refuses_a_misspelt_restore_mode(tmp_path):
+    (tmp_path / "job.yaml").write_text(
+        "checkpoint:\n  directory: ckpt\n  every_n_steps: 1\n  restore: lastest\n"
+    )
+    result = run_cli("validate", "job.yaml", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "tfcheckpointer: error: job.yaml:4: checkpoint.restore: 'lastest' is neither a restore "
+        "mode ('latest', 'none') nor an existing checkpoint or directory "
+        "HINT: did you mean 'latest'?\n"
+    )
+
+
 def test_validate_names_a_missing_factory(tmp_path, capsys):
     (tmp_path / "job.yaml").write_text(
         "checkpoint: {directory: x, every_n_steps: 1}\nmodel: {factory: 'a.b:c'}\n"
@@ -76,9 +104,122 @@ def test_train_reports_an_unimportable_factory(tmp_path):
     )
     result = run_cli("train", "job.yaml", cwd=tmp_path)
     assert result.returncode == 2
-    assert "job.yaml: model.factory: cannot import module 'no_such_module.models'" in result.stderr
+    assert (
+        "job.yaml: model.factory: cannot import module 'no_such_module.models': no module "
+        f"'no_such_module' in the current directory ({tmp_path}) or on sys.path" in result.stderr
+    )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "ckpt").exists()
+
+
+MY_FACTORIES = """\
+import keras
+import numpy as np
+
+
+def build():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    return model
+
+
+def load():
+    x = np.ones((16, 3), "float32")
+    return x, x[:, :1]
+"""
+
+
+def test_the_installed_script_finds_factories_in_the_current_directory(tmp_path):
+    (tmp_path / "my_factories.py").write_text(MY_FACTORIES)
+    (tmp_path / "job.yaml").write_text(
+        "checkpoint: {directory: ckpt, every_n_steps: 1, save_meta_graph: false, "
+        "save_graph_def: false}\n"
+        "model: {factory: 'my_factories:build'}\n"
+        "data: {factory: 'my_factories:load'}\n"
+        "fit: {epochs: 1, batch_size: 8}\n"
+    )
+    result = run_installed_cli("train", "job.yaml", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Trained to step 2; latest checkpoint ckpt/model.ckpt-2" in result.stdout
+
+
+MY_LAYERS = """\
+import keras
+
+
+@keras.saving.register_keras_serializable(package="MyLayers")
+class Scale(keras.layers.Layer):
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones", name="scale")
+
+    def call(self, inputs):
+        return inputs * self.scale
+"""
+# Saves the model before training, so only the checkpoint holds the trained weights.
+TRAIN_WITH_MY_LAYERS = """\
+import keras
+import numpy as np
+
+import my_layers
+from tfcheckpointer import CheckpointCallback
+
+keras.utils.set_random_seed(0)
+features = keras.Input((3,), name="features")
+predict = keras.layers.Dense(1, name="predict")(my_layers.Scale(name="scale")(features))
+model = keras.Model(features, predict)
+model.compile("sgd", "mse")
+model.save("model.keras")
+x = np.random.default_rng(0).standard_normal((16, 3)).astype("float32")
+callback = CheckpointCallback(
+    "ckpt", every_n_steps=2, freeze=None, save_meta_graph=False, save_graph_def=False
+)
+model.fit(x, x[:, :1], batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+np.save("probe.npy", x[:4])
+np.save("expected.npy", model(x[:4], training=False).numpy())
+"""
+
+
+@pytest.fixture(scope="module")
+def custom_layer_run(tmp_path_factory) -> Path:
+    """A directory with my_layers.py, model.keras of a model using its layer, and a checkpoint."""
+    directory = tmp_path_factory.mktemp("custom")
+    (directory / "my_layers.py").write_text(MY_LAYERS)
+    (directory / "train.py").write_text(TRAIN_WITH_MY_LAYERS)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+    trained = subprocess.run(
+        [sys.executable, "train.py"], cwd=directory, env=env, capture_output=True, text=True
+    )
+    assert trained.returncode == 0, trained.stderr
+    return directory
+
+
+def test_freeze_imports_the_modules_that_register_custom_layers(custom_layer_run):
+    from tests.helpers import run_in_tf1_session
+
+    result = run_installed_cli(
+        "freeze", "--model", "model.keras", "--checkpoint", "ckpt", "--output", "frozen.pb",
+        "--import", "my_layers", cwd=custom_layer_run,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Froze ckpt/model.ckpt-2 (step 2)" in result.stdout
+    probe = np.load(custom_layer_run / "probe.npy")
+    (got,) = run_in_tf1_session(custom_layer_run / "frozen.pb", {"features": probe}, ["predict"])
+    np.testing.assert_allclose(got, np.load(custom_layer_run / "expected.npy"), rtol=0, atol=1e-6)
+
+
+def test_freeze_without_import_names_the_unknown_layer_and_the_module(custom_layer_run):
+    result = run_installed_cli(
+        "freeze", "--model", "model.keras", "--checkpoint", "ckpt", "--output", "unused.pb",
+        cwd=custom_layer_run,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "tfcheckpointer: error: Cannot load a Keras model from model.keras: it uses the custom "
+        "class 'Scale', which no imported module has registered. HINT: pass --import my_layers "
+        "(the module that defined it when the model was saved); its "
+        "@keras.saving.register_keras_serializable() classes are then found.\n"
+    )
+    assert not (custom_layer_run / "unused.pb").exists()
 
 
 @pytest.mark.slow

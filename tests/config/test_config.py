@@ -24,6 +24,7 @@ from tfcheckpointer.config import (
     parse_override,
     require_job,
 )
+from tfcheckpointer.config.factories import import_module, resolve_factory
 from tfcheckpointer.errors import ConfigError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -186,6 +187,55 @@ def test_exponent_without_dot_is_read_as_float(tmp_path):
 )
 def test_restore_accepts_modes_and_paths(value, expected):
     assert parse_config(valid_with("checkpoint", "restore", value)).checkpoint.restore == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [("lastest", "latest"), ("Latset", "latest"), ("last", "latest"), ("nnone", "none"),
+     ("non", "none")],
+)
+def test_a_misspelt_restore_mode_is_refused_with_a_suggestion(tmp_path, monkeypatch, value, mode):
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, f"checkpoint:\n  directory: c\n  every_n_steps: 1\n  restore: {value}\n")
+
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+
+    assert str(info.value) == (
+        f"{path}:4: checkpoint.restore: {value!r} is neither a restore mode ('latest', 'none') "
+        f"nor an existing checkpoint or directory HINT: did you mean {mode!r}?"
+    )
+
+
+@pytest.mark.parametrize("existing", ["last", "last.index"])
+def test_a_restore_path_that_exists_is_accepted_however_it_is_spelt(
+    tmp_path, monkeypatch, existing
+):
+    # A directory named `last`, or the prefix of `last.index` / `last.data-*` files.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / existing).mkdir()
+
+    config = parse_config(valid_with("checkpoint", "restore", "last"))
+
+    assert config.checkpoint.restore == "last"
+
+
+def test_a_restore_prefix_that_does_not_exist_yet_is_left_to_the_restorer(tmp_path):
+    prefix = str(tmp_path / "warm" / "model.ckpt-100")
+
+    assert parse_config(valid_with("checkpoint", "restore", prefix)).checkpoint.restore == prefix
+
+
+@pytest.mark.parametrize(("text", "got"), [("null", "null"), ("no", r"false \(bool\)")])
+def test_a_restore_value_yaml_reads_as_no_string_asks_for_none(tmp_path, text, got):
+    path = write(tmp_path, f"checkpoint: {{directory: c, every_n_steps: 1, restore: {text}}}\n")
+
+    with pytest.raises(
+        ConfigError,
+        match=rf"expected 'latest', 'none' or a checkpoint prefix path, got {got} "
+        r"HINT: write 'none' to start fresh or 'latest' to resume",
+    ):
+        load_config(path)
 
 
 def test_env_var_and_home_are_expanded(monkeypatch):
@@ -433,6 +483,97 @@ def test_kwargs_keys_must_be_strings():
         parse_config(valid_with("model", "kwargs", {1: "a"}))
 
     assert info.value.key == "model.kwargs"
+
+
+# --- Importing factory modules -------------------------------------------------
+
+
+@pytest.fixture
+def elsewhere(monkeypatch, tmp_path):
+    """An empty current directory; sys.path and sys.modules as they were afterwards."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(cwd))])
+    before = set(sys.modules)
+    yield cwd
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def test_a_factory_module_in_the_current_directory_is_found(elsewhere):
+    (elsewhere / "tfc_cwd_factories.py").write_text("def build(units):\n    return units * 2\n")
+
+    build = resolve_factory(FactoryConfig("tfc_cwd_factories:build"), key="model.factory", source="j")
+
+    assert build(units=3) == 6
+
+
+def test_an_unimportable_factory_module_says_where_it_was_looked_for(elsewhere):
+    with pytest.raises(ConfigError) as info:
+        resolve_factory(FactoryConfig("tfc_missing.models:build"), key="model.factory", source="j")
+
+    assert str(info.value) == (
+        "j: model.factory: cannot import module 'tfc_missing.models': no module 'tfc_missing' "
+        f"in the current directory ({elsewhere}) or on sys.path (the installed packages) "
+        "HINT: run from the directory that holds tfc_missing.py (or the tfc_missing/ package), "
+        "add that directory to PYTHONPATH, or pip install the project"
+    )
+
+
+def test_a_factory_module_beside_the_job_file_is_pointed_at(elsewhere, tmp_path):
+    # Not searched: the job file's relative paths, and so its modules, are the current directory's.
+    (tmp_path / "tfc_beside.py").write_text("def build():\n    pass\n")
+    job = write(tmp_path, "checkpoint: {directory: c, every_n_steps: 1}\n")
+
+    with pytest.raises(ConfigError, match=(
+        rf"no module 'tfc_beside' in the current directory \({elsewhere}\).* HINT: tfc_beside.py "
+        rf"is beside the job file, in {tmp_path}, which is not searched; run from that directory"
+    )):
+        resolve_factory(FactoryConfig("tfc_beside:build"), key="model.factory", source=str(job))
+
+
+def test_a_missing_module_inside_a_found_package_names_the_package(elsewhere):
+    (elsewhere / "tfc_package").mkdir()
+    (elsewhere / "tfc_package" / "__init__.py").write_text("")
+
+    with pytest.raises(ConfigError, match=(
+        rf"cannot import module 'tfc_package.models': package 'tfc_package' "
+        rf"\({elsewhere / 'tfc_package'}\) has no module 'models'$"
+    )):
+        import_module("tfc_package.models", key="--import", source="<command line>")
+
+
+def test_an_import_failing_inside_the_module_is_reported_as_such(elsewhere):
+    (elsewhere / "tfc_broken.py").write_text("import tfc_not_installed\n")
+
+    with pytest.raises(ConfigError, match=(
+        r"^<command line>: --import: cannot import module 'tfc_broken': "
+        r"No module named 'tfc_not_installed'$"
+    )):
+        import_module("tfc_broken", key="--import", source="<command line>")
+
+
+def test_a_module_name_with_a_path_separator_is_refused():
+    with pytest.raises(ConfigError) as info:
+        import_module("src/my_layers.py", key="--import", source="<command line>")
+
+    assert str(info.value) == (
+        "<command line>: --import: expected a module name such as my_project.layers, "
+        "got 'src/my_layers.py' HINT: give the module's dotted name, e.g. src.my_layers"
+    )
+
+
+@pytest.mark.parametrize("present", [False, True])
+def test_a_file_name_given_for_a_module_gets_a_hint(elsewhere, present):
+    if present:
+        (elsewhere / "tfc_layers.py").write_text("")
+
+    with pytest.raises(ConfigError, match=(
+        r"^<command line>: --import: cannot import module 'tfc_layers.py': .* "
+        r"HINT: give the module's dotted name, e.g. tfc_layers$"
+    )):
+        import_module("tfc_layers.py", key="--import", source="<command line>")
 
 
 # --- fit -----------------------------------------------------------------------

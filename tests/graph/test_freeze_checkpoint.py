@@ -331,8 +331,9 @@ def test_a_frozen_graph_given_as_the_checkpoint(run, tmp_path, capsys):
         (["--meta", "m.meta"], "<command line>: freeze.output: no output path"),
         (["--meta", "m.meta", "-o", "f.onnx"], "freeze.output: expected a path ending in .pb"),
         (["--model", "m.keras", "--set", "a=1"], "--set overrides keys of CONFIG; there is none"),
+        (["--meta", "m.meta", "--import", "my_layers"], "--meta freezes without a Keras model"),
     ],
-    ids=["no-source", "no-output", "bad-output", "set-without-config"],
+    ids=["no-source", "no-output", "bad-output", "set-without-config", "import-with-meta"],
 )
 def test_bad_arguments(argv, message, capsys):
     assert main(["freeze", *argv]) == 2

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from tfcheckpointer.config.factories import import_module
 from tfcheckpointer.config.loading import load_config, parse_override
 from tfcheckpointer.config.schema import JobConfig
 
@@ -21,6 +22,24 @@ def add_set_option(parser: argparse.ArgumentParser, example: str) -> None:
         metavar="KEY=VALUE",
         help=f"override a dotted key of CONFIG, e.g. --set {example} (repeatable)",
     )
+
+
+def add_import_option(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help=f"import MODULE (e.g. my_project.layers; the current directory is searched first) "
+        f"{purpose} (repeatable)",
+    )
+
+
+def import_modules(args: argparse.Namespace) -> None:
+    """Imports the `--import` modules, e.g. so that their custom Keras classes are registered."""
+    for name in args.imports:
+        import_module(name, key="--import", source=COMMAND_LINE)
 
 
 def verbose_parent() -> argparse.ArgumentParser:

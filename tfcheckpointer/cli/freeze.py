@@ -6,7 +6,13 @@ import argparse
 import dataclasses
 from collections.abc import Sequence
 
-from tfcheckpointer.cli.common import COMMAND_LINE, add_set_option, load_job
+from tfcheckpointer.cli.common import (
+    COMMAND_LINE,
+    add_import_option,
+    add_set_option,
+    import_modules,
+    load_job,
+)
 from tfcheckpointer.cli.startup import import_tensorflow
 from tfcheckpointer.config.loading import parse_freeze_section
 from tfcheckpointer.config.schema import FreezeConfig
@@ -56,6 +62,8 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
         default=None,
         help="fold constants and drop what inference does not need (freeze.optimize)",
     )
+    add_import_option(freeze, "before building or loading the model, so that its "
+                      "@keras.saving.register_keras_serializable() classes are found")
     add_set_option(freeze, "freeze.output=model.pb")
     freeze.set_defaults(run=run)
 
@@ -68,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.overrides and args.config is None:
         raise ConfigError("--set overrides keys of CONFIG; there is none", file=COMMAND_LINE)
+    if args.imports and args.meta is not None:
+        raise ConfigError(
+            "--import registers Keras classes; --meta freezes without a Keras model",
+            file=COMMAND_LINE,
+        )
     job = load_job(args) if args.config is not None else None
     config = freeze_settings(
         job.freeze if job is not None else None,
@@ -85,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from tfcheckpointer.graph import keras_checkpoint
 
+        import_modules(args)
         if job is not None:
             done = keras_checkpoint.freeze_from_config(job, checkpoint=args.checkpoint, config=config)
         else:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 
-from tfcheckpointer.cli.common import add_set_option, load_job, log_to_stderr
+from tfcheckpointer.cli.common import (
+    add_import_option,
+    add_set_option,
+    import_modules,
+    load_job,
+    log_to_stderr,
+)
 from tfcheckpointer.cli.startup import import_tensorflow
 from tfcheckpointer.config.loading import require_job
 
@@ -19,6 +25,8 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
         "-q", "--quiet", action="store_true",
         help="no Keras progress output, whatever fit.verbose says (saves are still reported)",
     )
+    add_import_option(train, "before the factories run, e.g. to register the custom Keras "
+                      "classes of a model a generic factory loads")
     train.set_defaults(run=run)
 
 
@@ -27,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     # Each save and the freeze are reported once, by the `tfcheckpointer` logger's records.
     log_to_stderr(logging.INFO, "%(asctime)s %(levelname)s %(name)s: %(message)s")
     import_tensorflow(verbose=args.verbose)
+    import_modules(args)
     from tfcheckpointer.integrations.job import run_job
 
     result = run_job(config, quiet=args.quiet)

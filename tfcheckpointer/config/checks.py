@@ -7,6 +7,8 @@ what was expected.
 
 from __future__ import annotations
 
+import difflib
+import glob
 import math
 import os
 import re
@@ -23,10 +25,12 @@ OVERRIDE_KEY = re.compile(r"[\w-]+(?:\.[\w-]+)*")
 _ENV_REFERENCE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 _BASENAME = re.compile(r"[^/\\]*[^/\\-]")
 _NODE_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.\-/>]*")
-_DOTTED_NAME = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
-_FACTORY_REFERENCE = re.compile(rf"{_DOTTED_NAME}:{_DOTTED_NAME}")
+DOTTED_NAME = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+_FACTORY_REFERENCE = re.compile(rf"{DOTTED_NAME}:{DOTTED_NAME}")
 OVERRIDE_EXAMPLE = "e.g. --set checkpoint.every_n_steps=100"
 _RESTORE_MODES = (RESTORE_LATEST, RESTORE_NONE)
+# Tighter than difflib's 0.6, so that a path such as 'best' is not taken for a misspelt mode.
+_MODE_TYPO_CUTOFF = 0.75
 _FROZEN_GRAPH_SUFFIXES = (".pb", ".pbtxt")
 _SIGNALS = ("SIGTERM", "SIGINT")
 _GRAPH_DEF_FORMATS = ("pbtxt", "pb")
@@ -176,8 +180,31 @@ def restore_value(context: Context, key: str, value: Any) -> str:
     if isinstance(value, str) and value.lower() in _RESTORE_MODES:
         return value.lower()
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
-        raise context.expected(key, "'latest', 'none' or a checkpoint prefix path", value)
-    return path_value(context, key, value)
+        # YAML reads `null`, `~`, `no` and `off` as non-strings.
+        raise context.expected(
+            key,
+            "'latest', 'none' or a checkpoint prefix path",
+            value,
+            hint="write 'none' to start fresh or 'latest' to resume",
+        )
+    path = path_value(context, key, value)
+    mode = difflib.get_close_matches(path.strip().lower(), _RESTORE_MODES, 1, _MODE_TYPO_CUTOFF)
+    # A misspelt mode would be taken for a path and fail only when training starts (or, once
+    # the run has checkpoints of its own, be passed over), so it is refused here; a path that
+    # exists is what it says, however it is spelt.
+    if mode and not _names_existing_path(path):
+        raise context.error(
+            key,
+            f"{os.fspath(value)!r} is neither a restore mode ('latest', 'none') "
+            "nor an existing checkpoint or directory",
+            hint=f"did you mean {mode[0]!r}?",
+        )
+    return path
+
+
+def _names_existing_path(path: str) -> bool:
+    """Whether `path` is a file or directory, or the prefix of checkpoint files (`<path>.index`)."""
+    return os.path.lexists(path) or bool(glob.glob(glob.escape(path) + ".*"))
 
 
 def frozen_graph_path(context: Context, key: str, value: Any) -> str:

@@ -10,6 +10,7 @@ frozen graph as the train-end freeze.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 
 import keras
@@ -91,10 +92,38 @@ def load_keras_model(path: str) -> keras.Model:
         with quiet_tensorflow():
             return keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras reports a bad file with many exception types
+        unknown = _UNKNOWN_CLASS.search(str(error))
+        if unknown is not None:
+            raise FreezeError(_unknown_class_message(path, unknown)) from None
         raise FreezeError(
             f"Cannot load a Keras model from {path}: {first_line(error).rstrip('.')}. "
             "HINT: give a file written by model.save('model.keras')."
         ) from None
+
+
+# Keras's words (keras/src/saving/serialization_lib.py) for a class or function that no
+# imported module registered; the object's config, which it quotes, starts with its module.
+_UNKNOWN_CLASS = re.compile(
+    r"Could not locate (?P<kind>class|function) '(?P<name>[^']+)'"
+    r"(?:.*?Full object config: \{'module': (?:'(?P<module>[\w.]+)'|None))?",
+    re.DOTALL,
+)
+
+
+def _unknown_class_message(path: str, unknown: re.Match[str]) -> str:
+    kind, name, module = unknown["kind"], unknown["name"], unknown["module"]
+    if module is not None:
+        to_import = f"--import {module} (the module that defined it when the model was saved)"
+    else:
+        to_import = (
+            f"--import MODULE, the module that defines {name!r} (one defined in a script's "
+            "__main__ must move into a module first)"
+        )
+    return (
+        f"Cannot load a Keras model from {path}: it uses the custom {kind} {name!r}, which no "
+        f"imported module has registered. HINT: pass {to_import}; its "
+        "@keras.saving.register_keras_serializable() classes are then found."
+    )
 
 
 def freeze_keras_checkpoint(
