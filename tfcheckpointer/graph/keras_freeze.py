@@ -55,7 +55,10 @@ def model_signature(
     """The frozen graph's inputs and outputs, named as configured or after the model's layers.
 
     Default names are the stable layer names (see `keys`), so they do not
-    depend on how many models the process built before.
+    depend on how many models the process built before. The batch dimension
+    is open (None) even where Keras fixed it: a model built from its first
+    batch (a `Sequential` without an `Input`) records that batch's size, yet
+    runs on any. Every other dimension is as Keras has it.
     """
     try:
         inputs, outputs = list(model.inputs), list(model.outputs)
@@ -73,7 +76,8 @@ def model_signature(
     _check_count("output", output_names, len(outputs))
 
     def info(name: str, tensor: Any) -> TensorInfo:
-        return TensorInfo(name, tf.as_dtype(tensor.dtype).name, tuple(tensor.shape))
+        shape = tuple(tensor.shape)
+        return TensorInfo(name, tf.as_dtype(tensor.dtype).name, shape and (None, *shape[1:]))
 
     return ModelSignature(
         tuple(map(info, input_names, inputs)), tuple(map(info, output_names, outputs))
