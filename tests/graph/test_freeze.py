@@ -117,7 +117,7 @@ class NoisyAtInference(keras.layers.Layer):
 def test_a_mismatch_publishes_nothing_and_says_by_how_much(tmp_path):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), NoisyAtInference()])
     output = tmp_path / "frozen.pb"
-    with pytest.raises(VerificationError, match=r"differs from the live model by up to 0\.\d+ \(tolerance 1e-05\); nothing was published"):
+    with pytest.raises(VerificationError, match=r"differs from the live model by up to 0\.\d+ \(tolerance 1e-05\) at index \[\d, \d\]: graph 0\.\d+, model 0\.\d+; nothing was published"):
         freeze_model(model, FreezeConfig(output=str(output)))
     assert os.listdir(tmp_path) == []
 
