@@ -358,6 +358,7 @@ _FREEZE_FIELDS: dict[str, Check] = {
     "verify_batch_size": integer(1),
     "at_train_end": boolean,
     "optimize": boolean,
+    "probe": or_null(_factory),
 }
 _FACTORY_FIELDS: dict[str, Check] = {"factory": factory_reference, "kwargs": keyword_arguments}
 # Passed to keras `Model.fit` as keyword arguments.

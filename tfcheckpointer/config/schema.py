@@ -49,6 +49,8 @@ class FreezeConfig:
     verify_batch_size: int = 4
     at_train_end: bool = True
     optimize: bool = False
+    probe: FactoryConfig | None = None
+    """A factory whose result is the verification batch (see `graph.probe`)."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig
 from tfcheckpointer.errors import BackendError, CheckpointError, FreezeError
 from tfcheckpointer.graph import metagraph
 from tfcheckpointer.graph.files import serialize_graph_def, serialize_meta_graph_def
-from tfcheckpointer.graph.keras_freeze import freeze_model, model_signature
+from tfcheckpointer.graph.keras_freeze import freeze_model, model_probe, model_signature
 from tfcheckpointer.graph.publish import FrozenGraph
 from tfcheckpointer.integrations.base import ConfiguredAdapter
 
@@ -90,6 +90,13 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         self._start(current_step=self.step)
 
     def _start(self, *, current_step: int) -> None:
+        freeze = self.freeze_config
+        # Resolved now, so that a bad probe fails before training rather than after it.
+        self._probe_batch = (
+            model_probe(self.model, freeze, self.probe)
+            if freeze is not None and freeze.at_train_end and freeze.verify
+            else None
+        )
         optimizer = self.model.optimizer
         # Keras builds the optimizer on the first step; its slots must exist to be restored.
         if not getattr(optimizer, "built", False):
@@ -148,7 +155,8 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         self.manager.on_end(step)
         if self.freeze_config is not None and self.freeze_config.at_train_end:
             self.frozen = freeze_model(
-                self.model, self.freeze_config, step=step, checkpoint=self.manager.last_checkpoint
+                self.model, self.freeze_config, step=step, checkpoint=self.manager.last_checkpoint,
+                probe=self._probe_batch,
             )
             logger.info(
                 "Froze graph path=%s bytes=%d nodes=%d max_abs_diff=%s",
