@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,6 +14,7 @@ from tests.helpers import masked, mlp, two_in_two_out
 from tfcheckpointer.config import FreezeConfig
 from tfcheckpointer.errors import FreezeError, VerificationError
 from tfcheckpointer.graph.keras_freeze import freeze_model
+from tfcheckpointer.graph.probe import Probe, resolve_probe
 from tfcheckpointer.graph.signature import ModelSignature, TensorInfo
 from tfcheckpointer.graph.verify import compare_outputs
 from tfcheckpointer.integrations.job import data_probe
@@ -107,3 +109,19 @@ def test_fit_data_gives_validation_rows_else_training_rows_but_never_a_generator
     dataset = tf.data.Dataset.from_tensor_slices((x, x)).batch(5)
     assert data_probe({"x": dataset}, rows=4).origin == "training data"
     assert data_probe({"x": iter([x]), "y": x}, rows=4) is None
+
+
+class Batches(keras.utils.PyDataset):
+    """Two batches of 5 rows of (x, y)."""
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        return np.full((5, 3), index, "float64"), np.zeros((5, 1))
+
+
+def test_a_py_dataset_gives_its_first_batch_cut_to_the_rows_asked_for():
+    signature = ModelSignature((TensorInfo("x", "float32", (None, 3)),), ())
+    (x,) = resolve_probe(Probe(Batches(), "training data", rows=2), signature, batch_size=4).data
+    assert (x.shape, x.dtype, x.max()) == ((2, 3), np.float32, 0.0)

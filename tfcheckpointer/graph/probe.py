@@ -28,7 +28,7 @@ import tensorflow as tf
 from tfcheckpointer.config.factories import resolve_factory
 from tfcheckpointer.config.schema import FactoryConfig, FreezeConfig
 from tfcheckpointer.errors import FreezeError, first_line
-from tfcheckpointer.graph.signature import ModelSignature
+from tfcheckpointer.graph.signature import ModelSignature, TensorInfo
 from tfcheckpointer.graph.verify import default_probe
 
 RANDOM = "random"
@@ -122,23 +122,20 @@ def _first_batch(probe: Probe) -> Any:
         try:
             data = data()
         except Exception as error:  # the user's code; its own error says what went wrong
-            raise FreezeError(
-                f"The probe ({probe.origin}) failed: {first_line(error)}"
-            ) from error
-    if _is_dataset(data):
-        element = next(iter(data.take(1) if isinstance(data, tf.data.Dataset) else [data[0]]), None)
+            raise FreezeError(f"The probe ({probe.origin}) failed: {first_line(error)}") from error
+    if isinstance(data, tf.data.Dataset) or _is_py_dataset(data):
+        if isinstance(data, tf.data.Dataset):
+            element = next(iter(data.take(1)), None)
+        else:
+            element = data[0] if len(data) else None
         if element is None:
             raise FreezeError(f"The probe dataset ({probe.origin}) is empty.")
         # A dataset element is `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`, as in `fit`.
         data = element[0] if isinstance(element, (tuple, list)) else element
-    return tf.nest.map_structure(
-        lambda t: t.numpy() if isinstance(t, tf.Tensor) else t, data
-    )
+    return tf.nest.map_structure(lambda t: t.numpy() if isinstance(t, tf.Tensor) else t, data)
 
 
-def _is_dataset(data: Any) -> bool:
-    if isinstance(data, tf.data.Dataset):
-        return True
+def _is_py_dataset(data: Any) -> bool:
     keras = sys.modules.get("keras")  # a PyDataset means Keras is loaded already
     return keras is not None and isinstance(data, keras.utils.PyDataset)
 
@@ -172,7 +169,7 @@ def _per_input(
     return arrays
 
 
-def _checked(value: Any, spec: Any, probe: Probe) -> np.ndarray:
+def _checked(value: Any, spec: TensorInfo, probe: Probe) -> np.ndarray:
     expected_dtype = np.dtype(tf.as_dtype(spec.dtype).as_numpy_dtype)
     expected_shape = "any shape" if spec.shape is None else _shape_text(spec.shape)
     where = f"Probe array for input {spec.name!r} ({probe.origin})"
