@@ -154,15 +154,40 @@ class FreezeError(TfCheckpointerError, RuntimeError):
 
 
 class VerificationError(FreezeError):
-    """A frozen graph's outputs differ from the live model's."""
+    """A frozen graph's outputs differ from the live model's.
 
-    def __init__(self, output: str, max_abs_diff: float, tolerance: float):
+    Attributes:
+        output: The output's node name.
+        max_abs_diff: The largest absolute difference (inf where only one side
+            is NaN or infinite).
+        tolerance: The largest accepted difference.
+        index: Where in the output the largest difference is, when known.
+        expected: The live model's value there.
+        actual: The frozen graph's value there.
+    """
+
+    def __init__(
+        self,
+        output: str,
+        max_abs_diff: float,
+        tolerance: float,
+        *,
+        index: Sequence[int] | None = None,
+        expected: float | None = None,
+        actual: float | None = None,
+    ):
         self.output = output
         self.max_abs_diff = max_abs_diff
         self.tolerance = tolerance
+        self.index = None if index is None else tuple(index)
+        self.expected = expected
+        self.actual = actual
+        where = ""
+        if self.index is not None:
+            where = f" at index {list(self.index)}: graph {actual:.6g}, model {expected:.6g}"
         super().__init__(
             f"Frozen graph output {output!r} differs from the live model by up to "
-            f"{max_abs_diff:.3g} (tolerance {tolerance:g}); nothing was published."
+            f"{max_abs_diff:.3g} (tolerance {tolerance:g}){where}; nothing was published."
         )
 
 

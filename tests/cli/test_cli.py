@@ -261,3 +261,50 @@ def test_example_job_trains_checkpoints_freezes_and_resumes(tmp_path):
         in second.stderr
     )
     assert f"Trained to step {2 * steps_per_epoch}" in second.stdout
+
+
+def _masked_job(tmp_path, **freeze) -> Path:
+    import yaml
+
+    job = {
+        "model": {"factory": "tests.helpers.masked:build_model"},
+        "data": {"factory": "tests.helpers.masked:load_data"},
+        "fit": {"epochs": 1, "batch_size": 8},
+        "checkpoint": {"directory": str(tmp_path / "ckpt"), "every_n_steps": 100},
+        "freeze": {"output": str(tmp_path / "f.pb"), **freeze},
+    }
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(job))
+    return tmp_path / "job.yaml"
+
+
+def _sidecar(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def test_freeze_probe_verifies_the_train_and_the_freeze_command(tmp_path, capsys):
+    # The model outputs NaN on the all-padding rows of a random batch; the factory gives real rows.
+    config = _masked_job(tmp_path, probe={"factory": "tests.helpers.masked:probe_rows", "kwargs": {"count": 2}})
+    result = run_cli("train", str(config), "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    sidecar = _sidecar(tmp_path / "f.pb.json")
+    assert (sidecar["probe"], sidecar["max_abs_diff"]) == ("freeze.probe factory tests.helpers.masked:probe_rows", 0.0)
+    assert main(["freeze", str(config), "-o", str(tmp_path / "again.pb")]) == 0, capsys.readouterr().err
+    assert _sidecar(tmp_path / "again.pb.json")["probe"] == "freeze.probe factory tests.helpers.masked:probe_rows"
+
+
+def test_train_verifies_on_validation_data_else_training_data(tmp_path, capsys):
+    config = _masked_job(tmp_path)
+    assert main(["train", str(config), "--quiet"]) == 0, capsys.readouterr().err
+    assert _sidecar(tmp_path / "f.pb.json")["probe"] == "validation data"
+    argv = ["train", str(config), "--quiet", "--set", "data.factory=tests.helpers.masked:load_training_dataset", "--set", "fit.shuffle=false"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert _sidecar(tmp_path / "f.pb.json")["probe"] == "training data"
+
+
+def test_a_bad_freeze_probe_fails_the_job_before_training(tmp_path, capsys):
+    config = _masked_job(tmp_path, probe={"factory": "tests.helpers.masked:load_data"})
+    assert main(["train", str(config), "--quiet"]) == 2
+    assert "has no array for input 'tokens'" in capsys.readouterr().err
+    assert not (tmp_path / "ckpt").exists() or not os.listdir(tmp_path / "ckpt")

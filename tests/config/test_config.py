@@ -810,3 +810,26 @@ def test_importing_config_does_not_import_tensorflow():
     code = "import sys, tfcheckpointer.config; assert 'tensorflow' not in sys.modules"
 
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+
+
+def test_freeze_probe_names_a_factory_with_kwargs():
+    probe = {"factory": "pkg.data:probe", "kwargs": {"rows": 8}}
+    config = parse_config(valid_with("freeze", "probe", probe))
+
+    assert config.freeze.probe == FactoryConfig("pkg.data:probe", {"rows": 8})
+    assert parse_config(VALID).freeze.probe is None
+
+
+@pytest.mark.parametrize(
+    "probe, key, message",
+    [
+        ("pkg.data:probe", "freeze.probe", "expected a mapping"),
+        ({"factory": "pkg.data.probe"}, "freeze.probe.factory", "expected 'package.module:function'"),
+        ({"factory": "pkg:probe", "rows": 4}, "freeze.probe.rows", "unknown key 'rows'"),
+    ],
+)
+def test_a_bad_freeze_probe_is_rejected(probe, key, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_config(valid_with("freeze", "probe", probe))
+
+    assert info.value.key == key

@@ -117,7 +117,7 @@ class NoisyAtInference(keras.layers.Layer):
 def test_a_mismatch_publishes_nothing_and_says_by_how_much(tmp_path):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), NoisyAtInference()])
     output = tmp_path / "frozen.pb"
-    with pytest.raises(VerificationError, match=r"differs from the live model by up to 0\.\d+ \(tolerance 1e-05\); nothing was published"):
+    with pytest.raises(VerificationError, match=r"differs from the live model by up to 0\.\d+ \(tolerance 1e-05\) at index \[\d, \d\]: graph 0\.\d+, model 0\.\d+; nothing was published"):
         freeze_model(model, FreezeConfig(output=str(output)))
     assert os.listdir(tmp_path) == []
 
@@ -169,3 +169,62 @@ def test_graph_size_is_checked_after_converting(tmp_path):
     with pytest.raises(FreezeError, match=r"The frozen graph would be [\d,]+ bytes; it must stay under 2,000 bytes"):
         freeze_model(mlp(), FreezeConfig(output=str(tmp_path / "f.pb")), size_limit=2000)
     assert os.listdir(tmp_path) == []
+
+
+def _run_frozen_as_is(path, feeds: dict, output: str) -> np.ndarray:
+    """Run a frozen graph feeding its own placeholders, whose shapes TensorFlow then checks."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(read_graph_def(str(path)), name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+        return session.run(f"{output}:0", {f"{name}:0": value for name, value in feeds.items()})
+
+
+def _rows_for_a_sequential_without_input(count=64):
+    rng = np.random.default_rng(6)
+    return rng.standard_normal((count, 8)).astype("float32"), rng.standard_normal((count, 2)).astype("float32")
+
+
+@pytest.mark.parametrize("feed", ["arrays", "dataset"])
+def test_a_model_built_from_its_first_batch_freezes_with_the_batch_dimension_open(tmp_path, feed):
+    keras.utils.set_random_seed(6)
+    model = keras.Sequential([keras.layers.Dense(3, activation="relu"), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    x, y = _rows_for_a_sequential_without_input()
+    callback = CheckpointCallback(
+        directory=str(tmp_path / "ckpt"), every_n_steps=100,
+        freeze={"output": str(tmp_path / "f.pb"), "input_names": ["inputs/X"], "output_names": ["output/y"]},
+    )
+    if feed == "arrays":  # one batch of all 64 rows: Keras builds the model for exactly 64
+        model.fit(x, y, batch_size=64, callbacks=[callback], verbose=0)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16, drop_remainder=True)
+        model.fit(dataset, callbacks=[callback], verbose=0, shuffle=False)
+    assert model.inputs[0].shape[0] in (16, 64)  # what Keras fixed; the frozen graph must not
+    for rows in (1, 7):
+        got = _run_frozen_as_is(tmp_path / "f.pb", {"inputs/X": x[:rows]}, "output/y")
+        np.testing.assert_allclose(got, model(x[:rows], training=False).numpy(), atol=1e-6)
+    sidecar = json.loads((tmp_path / "f.pb.json").read_text())
+    assert sidecar["inputs"][0]["shape"] == [None, 8]
+    assert sidecar["outputs"][0]["shape"] == [None, 2]
+
+
+def test_the_meta_graph_of_a_model_built_from_its_first_batch_takes_any_batch(tmp_path):
+    keras.utils.set_random_seed(6)
+    model = keras.Sequential([keras.layers.Dense(3, activation="relu"), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    x, y = _rows_for_a_sequential_without_input()
+    callback = CheckpointCallback(
+        directory=str(tmp_path), every_n_steps=100,
+        freeze={"output": str(tmp_path / "f.pb"), "input_names": ["inputs/X"], "output_names": ["output/y"],
+                "at_train_end": False},
+    )
+    model.fit(x, y, batch_size=64, callbacks=[callback], verbose=0)
+    graph_def = read_graph_def(str(tmp_path / "graph.pbtxt"))
+    (placeholder,) = [n for n in graph_def.node if n.name == "inputs/X"]
+    assert [d.size for d in placeholder.attr["shape"].shape.dim] == [-1, 8]
+    with tf.Graph().as_default(), tf.compat.v1.Session() as session:
+        saver = tf.compat.v1.train.import_meta_graph(str(tmp_path / "model.ckpt-1.meta"))
+        saver.restore(session, str(tmp_path / "model.ckpt-1"))
+        got = session.run("output/y:0", {"inputs/X:0": x[:1]})
+    np.testing.assert_allclose(got, model(x[:1], training=False).numpy(), atol=1e-6)

@@ -324,3 +324,86 @@ def test_a_fit_that_runs_no_batch_on_an_unbuilt_model_ends_cleanly(tmp_path, dat
     assert "Training ran no step" in caplog.text
     assert not list(tmp_path.iterdir())
     assert callback.frozen is None
+
+
+def _masked_fit(tmp_path, callback):
+    from tests.helpers import masked
+
+    model = masked.build_model()
+    data = masked.load_data()
+    model.fit(data["x"], data["y"], batch_size=8, callbacks=[callback], verbose=0)
+    return model
+
+
+def _sidecar_probe(path) -> str:
+    import json
+
+    return json.loads(path.read_text())["probe"]
+
+
+def test_probe_arrays_verify_the_frozen_graph(tmp_path):
+    from tests.helpers import masked
+
+    callback = CheckpointCallback(
+        directory=str(tmp_path / "ckpt"), every_n_steps=100,
+        freeze={"output": str(tmp_path / "f.pb")}, probe=masked.tokens(4),
+    )
+    _masked_fit(tmp_path, callback)
+    assert callback.frozen.max_abs_diff == 0.0
+    assert _sidecar_probe(tmp_path / "f.pb.json") == "probe argument"
+
+
+def test_a_probe_callable_is_called_once_before_the_first_step(tmp_path):
+    from tests.helpers import masked
+
+    steps_seen = []
+
+    def probe():
+        steps_seen.append(int(model.optimizer.iterations.numpy()))
+        return masked.tokens(4)
+
+    model = masked.build_model()
+    callback = CheckpointCallback(
+        directory=str(tmp_path / "ckpt"), every_n_steps=100,
+        freeze={"output": str(tmp_path / "f.pb")}, probe=probe,
+    )
+    data = masked.load_data()
+    model.fit(data["x"], data["y"], batch_size=8, callbacks=[callback], verbose=0)
+    assert steps_seen == [0]
+    assert _sidecar_probe(tmp_path / "f.pb.json") == "probe argument"
+
+
+def test_a_bad_probe_stops_training_before_the_first_step(tmp_path):
+    from tests.helpers import masked
+    from tfcheckpointer.errors import FreezeError
+
+    callback = CheckpointCallback(
+        directory=str(tmp_path / "ckpt"), every_n_steps=1,
+        freeze={"output": str(tmp_path / "f.pb")}, probe=np.zeros((4, 5), "int32"),
+    )
+    model = masked.build_model()
+    data = masked.load_data()
+    with pytest.raises(FreezeError, match=r"input 'tokens' \(probe argument\) has shape \(4, 5\); expected \(None, 3\)"):
+        model.fit(data["x"], data["y"], batch_size=8, callbacks=[callback], verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 0
+    assert os.listdir(tmp_path) == []
+
+
+def test_freeze_probe_names_a_factory_and_probe_argument_wins(tmp_path):
+    from tests.helpers import masked
+
+    config = {
+        "checkpoint": {"directory": str(tmp_path / "ckpt"), "every_n_steps": 100},
+        "freeze": {"output": str(tmp_path / "f.pb"),
+                   "probe": {"factory": "tests.helpers.masked:probe_rows", "kwargs": {"count": 2}}},
+    }
+    _masked_fit(tmp_path, CheckpointCallback.from_dict(config))
+    assert _sidecar_probe(tmp_path / "f.pb.json") == "freeze.probe factory tests.helpers.masked:probe_rows"
+    _masked_fit(tmp_path, CheckpointCallback.from_dict(config, probe=masked.tokens(2)))
+    assert _sidecar_probe(tmp_path / "f.pb.json") == "probe argument"
+
+
+def test_a_misspelt_freeze_probe_factory_is_refused_at_construction(tmp_path):
+    freeze = {"output": str(tmp_path / "f.pb"), "probe": {"factory": "tests.helpers.masked:no_such"}}
+    with pytest.raises(ConfigError, match=r"<arguments>: freeze.probe.factory: module 'tests.helpers.masked' has no attribute 'no_such'"):
+        CheckpointCallback(directory=str(tmp_path), every_n_steps=1, freeze=freeze)

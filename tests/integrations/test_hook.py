@@ -168,6 +168,14 @@ class CountingSessionCreator(tf.compat.v1.train.SessionCreator):
         return session
 
 
+def test_the_hook_verifies_its_frozen_graph_on_the_probe(tmp_path):
+    import json
+
+    freeze = {"output": str(tmp_path / "frozen.pb"), "input_names": ["inputs/X"], "output_names": ["output/predict"]}
+    train(tmp_path / "ckpt", 2, every_n_steps=3, freeze=freeze, probe=lambda: X[:2])
+    assert json.loads((tmp_path / "frozen.pb.json").read_text())["probe"] == "probe argument"
+
+
 def test_the_hook_reads_the_step_with_the_train_op_not_in_a_run_of_its_own(tmp_path):
     graph, train_op, inputs, targets, prediction = build_graph()
     hook = CheckpointSessionHook(directory=str(tmp_path), every_n_steps=10, save_meta_graph=False)

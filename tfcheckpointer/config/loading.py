@@ -367,6 +367,7 @@ _FREEZE_FIELDS: dict[str, Check] = {
     "at_train_end": boolean,
     "optimize": boolean,
     "required": boolean,
+    "probe": or_null(_factory),
 }
 _FACTORY_FIELDS: dict[str, Check] = {"factory": factory_reference, "kwargs": keyword_arguments}
 # Passed to keras `Model.fit` as keyword arguments.

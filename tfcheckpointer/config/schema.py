@@ -54,6 +54,8 @@ class FreezeConfig:
     at_train_end: bool = True
     optimize: bool = False
     required: bool = True
+    probe: FactoryConfig | None = None
+    """A factory whose result is the verification batch (see `graph.probe`)."""
 
 
 @dataclass(frozen=True)

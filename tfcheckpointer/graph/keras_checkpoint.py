@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tfcheckpointer.checkpoint import naming
@@ -28,6 +26,7 @@ from tfcheckpointer.errors import ConfigError, FreezeError, RestoreMismatchError
 from tfcheckpointer.graph.files import sniff_graph_file
 from tfcheckpointer.graph.keras_freeze import freeze_model
 from tfcheckpointer.graph.locate import LATEST, resolve_checkpoint
+from tfcheckpointer.graph.probe import ProbeLike, configured_probe
 from tfcheckpointer.graph.publish import FrozenCheckpoint
 
 
@@ -36,7 +35,7 @@ def freeze_from_config(
     *,
     checkpoint: str = LATEST,
     config: FreezeConfig | None = None,
-    probe: Sequence[np.ndarray] | None = None,
+    probe: ProbeLike = None,
 ) -> FrozenCheckpoint:
     """Build the job's model with `model.factory`, restore a checkpoint, freeze it.
 
@@ -45,7 +44,8 @@ def freeze_from_config(
         checkpoint: `latest` (the newest in `checkpoint.directory`), a
             directory or a prefix.
         config: How to freeze; by default the job's `freeze:` section.
-        probe: Verification inputs, one array per model input.
+        probe: Verification inputs (as `freeze_model` takes them); by
+            default the `freeze.probe` factory of `config`, else a random batch.
     """
     if job.model is None:
         raise ConfigError(
@@ -72,6 +72,7 @@ def freeze_from_config(
             file=job.source,
             key="model.factory",
         )
+    probe = configured_probe(probe, config, source=job.source)
     return freeze_keras_checkpoint(
         model, prefix, config, basename=job.checkpoint.basename, probe=probe
     )
@@ -132,7 +133,7 @@ def freeze_keras_checkpoint(
     config: FreezeConfig,
     *,
     basename: str | None = None,
-    probe: Sequence[np.ndarray] | None = None,
+    probe: ProbeLike = None,
 ) -> FrozenCheckpoint:
     """Restore a checkpoint's model variables into `model` and freeze it with `freeze_model`.
 
@@ -147,7 +148,7 @@ def freeze_keras_checkpoint(
         config: How to freeze; `config.output` is the file to write.
         basename: In a directory without a state file, only
             `<basename>-<step>` checkpoints count.
-        probe: Verification inputs, one array per model input.
+        probe: Verification inputs, as `freeze_model` takes them.
 
     Raises:
         RestoreMismatchError: The checkpoint holds another model.

@@ -28,6 +28,7 @@ from tfcheckpointer.graph.nodes import (
     clear_devices,
     unfreezable_ops,
 )
+from tfcheckpointer.graph.probe import Probe, ProbeLike, resolve_probe
 from tfcheckpointer.graph.publish import FrozenGraph, publish_frozen_graph
 from tfcheckpointer.graph.signature import ModelSignature, TensorInfo
 from tfcheckpointer.graph.verify import compare_outputs, run_graph_def
@@ -55,7 +56,10 @@ def model_signature(
     """The frozen graph's inputs and outputs, named as configured or after the model's layers.
 
     Default names are the stable layer names (see `keys`), so they do not
-    depend on how many models the process built before.
+    depend on how many models the process built before. The batch dimension
+    is open (None) even where Keras fixed it: a model built from its first
+    batch (a `Sequential` without an `Input`) records that batch's size, yet
+    runs on any. Every other dimension is as Keras has it.
     """
     try:
         inputs, outputs = list(model.inputs), list(model.outputs)
@@ -73,7 +77,8 @@ def model_signature(
     _check_count("output", output_names, len(outputs))
 
     def info(name: str, tensor: Any) -> TensorInfo:
-        return TensorInfo(name, tf.as_dtype(tensor.dtype).name, tuple(tensor.shape))
+        shape = tuple(tensor.shape)
+        return TensorInfo(name, tf.as_dtype(tensor.dtype).name, shape and (None, *shape[1:]))
 
     return ModelSignature(
         tuple(map(info, input_names, inputs)), tuple(map(info, output_names, outputs))
@@ -179,13 +184,29 @@ def live_outputs(model: keras.Model, inputs: Sequence[np.ndarray]) -> list[np.nd
     return [np.asarray(t) for t in call_inference(model, [tf.constant(x) for x in inputs])]
 
 
+def model_probe(model: keras.Model, config: FreezeConfig, probe: ProbeLike = None) -> Probe:
+    """The verification batch for freezing `model` per `config`, checked against its inputs.
+
+    `probe` as `probe.resolve_probe` takes it (None: the random default of
+    `config.verify_batch_size` rows); a mapping may be keyed by the frozen
+    graph's input names or by the model's input layer names. Resolve once, e.g.
+    at train begin, to find a bad probe early, and pass the result to
+    `freeze_model`.
+    """
+    signature = model_signature(model, config.input_names, config.output_names)
+    return resolve_probe(
+        probe, signature, batch_size=config.verify_batch_size,
+        input_keys=[(_producer(t).name,) for t in model.inputs],
+    )
+
+
 def freeze_model(
     model: keras.Model,
     config: FreezeConfig,
     *,
     step: int | None = None,
     checkpoint: str | None = None,
-    probe: Sequence[np.ndarray] | None = None,
+    probe: ProbeLike = None,
     size_limit: int = PROTOBUF_LIMIT_BYTES,
 ) -> FrozenGraph:
     """Freeze `model`, verify the written file, then publish it and its sidecar.
@@ -195,14 +216,19 @@ def freeze_model(
         config: The `freeze:` section.
         step: The global step the weights are at, for the sidecar.
         checkpoint: The checkpoint prefix holding the same weights, for the sidecar.
-        probe: Input arrays for verification, one per input; a deterministic
-            random batch of `config.verify_batch_size` rows by default.
+        probe: Verification inputs: one array per input (a single array for
+            one input), a dict keyed by input name, a `tf.data.Dataset`, a
+            zero-argument callable returning one of these, or a `Probe`
+            (`model_probe`); a deterministic random batch of
+            `config.verify_batch_size` rows by default.
         size_limit: Largest GraphDef accepted, in bytes.
 
     Nothing is left at `config.output` unless verification passed. With
     `config.optimize`, the optimized graph is the one verified and published.
     """
     signature = model_signature(model, config.input_names, config.output_names)
+    if config.verify:  # checked before the (costly) conversion
+        probe = model_probe(model, config, probe)
     graph_def = freeze_graph_def(model, signature, size_limit=size_limit)
     return publish_frozen_graph(
         graph_def, config, signature, reference=lambda inputs: live_outputs(model, inputs),

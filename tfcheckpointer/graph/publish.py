@@ -29,8 +29,9 @@ from tfcheckpointer.config.schema import FreezeConfig
 from tfcheckpointer.errors import CheckpointError, FreezeError, first_line
 from tfcheckpointer.graph.files import read_graph_def, write_graph_def
 from tfcheckpointer.graph.nodes import PROTOBUF_LIMIT_BYTES, check_graph_size
+from tfcheckpointer.graph.probe import ProbeLike, resolve_probe
 from tfcheckpointer.graph.signature import ModelSignature
-from tfcheckpointer.graph.verify import compare_outputs, default_probe, run_graph_def
+from tfcheckpointer.graph.verify import compare_outputs, run_graph_def
 
 if TYPE_CHECKING:
     from tfcheckpointer.graph.optimize import OptimizeReport
@@ -68,7 +69,7 @@ def publish_frozen_graph(
     signature: ModelSignature,
     *,
     reference: Callable[[Sequence[np.ndarray]], Sequence[np.ndarray]],
-    probe: Sequence[np.ndarray] | None = None,
+    probe: ProbeLike = None,
     size_limit: int = PROTOBUF_LIMIT_BYTES,
     description: Mapping[str, Any] | None = None,
 ) -> FrozenGraph:
@@ -76,11 +77,14 @@ def publish_frozen_graph(
 
     With `config.optimize` it is optimized first (`optimize.optimize_graph_def`).
     The file is written to a temporary name, loaded back and run in a fresh
-    TF1 session on the probe batch; its outputs must be within
-    `config.verify_tolerance` of `reference(probe)`. Only then is it renamed
-    into place and `<output>.json` written. `description` adds or sets
-    sidecar keys (`step`, `checkpoint`, ...).
+    TF1 session on the probe batch (`probe.resolve_probe`: `probe`, else a
+    random batch); its outputs must be within `config.verify_tolerance` of
+    `reference(probe)`. Only then is it renamed into place and
+    `<output>.json` written, its `"probe"` saying where the batch came from.
+    `description` adds or sets sidecar keys (`step`, `checkpoint`, ...).
     """
+    # Resolved (and checked) first: a bad probe fails before any work.
+    batch = resolve_probe(probe, signature, batch_size=config.verify_batch_size) if config.verify else None
     report = None
     if config.optimize:
         graph_def, report = _optimize(graph_def, signature, size_limit=size_limit)
@@ -91,7 +95,8 @@ def publish_frozen_graph(
         # Failures here are the graph's or the reference's, never the write's: each is
         # a FreezeError of its own, which the write's error handling below lets through.
         nonlocal max_diff
-        inputs = probe if probe is not None else default_probe(signature, config.verify_batch_size)
+        assert batch is not None  # `verify` runs only with config.verify
+        inputs = batch.data
         try:
             as_text = output.endswith(".pbtxt")
             actual = run_graph_def(read_graph_def(temp, as_text=as_text), signature, inputs)
@@ -128,6 +133,7 @@ def publish_frozen_graph(
         "optimized": report.as_dict() if report else None,
         "verified": config.verify,
         "max_abs_diff": max_diff,
+        "probe": batch.origin if batch else None,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tensorflow_version": tf.__version__,
         "keras_version": _keras_version(),

@@ -38,6 +38,7 @@ from tfcheckpointer.graph.nodes import (
     check_no_variables,
     clear_devices,
 )
+from tfcheckpointer.graph.probe import ProbeLike
 from tfcheckpointer.graph.publish import FrozenCheckpoint, FrozenGraph, publish_frozen_graph
 from tfcheckpointer.graph.signature import ModelSignature
 
@@ -47,7 +48,7 @@ def freeze_meta_graph(
     config: FreezeConfig,
     *,
     checkpoint: str = LATEST,
-    probe: Sequence[np.ndarray] | None = None,
+    probe: ProbeLike = None,
     size_limit: int = PROTOBUF_LIMIT_BYTES,
 ) -> FrozenCheckpoint:
     """Freeze a checkpoint with the MetaGraphDef (`.meta`) that describes its graph.
@@ -112,7 +113,7 @@ def freeze_session(
     config: FreezeConfig,
     *,
     description: Mapping[str, Any] | None = None,
-    probe: Sequence[np.ndarray] | None = None,
+    probe: ProbeLike = None,
     size_limit: int = PROTOBUF_LIMIT_BYTES,
 ) -> FrozenGraph:
     """Freeze the graph of a live TF1 session, e.g. at the end of `CheckpointSessionHook`.
@@ -148,7 +149,7 @@ def _freeze_live_session(
     config: FreezeConfig,
     *,
     label: str,
-    probe: Sequence[np.ndarray] | None,
+    probe: ProbeLike,
     size_limit: int,
     description: Mapping[str, Any],
 ) -> FrozenGraph:

@@ -66,11 +66,43 @@ def compare_outputs(
     actual: Sequence[np.ndarray],
     tolerance: float,
 ) -> float:
+    """The largest absolute difference between the outputs; raise above `tolerance`.
+
+    A NaN (or an infinity of the same sign) in both at the same position counts
+    as equal: a model may rightly give NaN for some inputs (a mean over a fully
+    masked row), and the frozen graph must then give it too.
+
+    Raises:
+        VerificationError: Naming the output, the index of its worst element
+            and both values there.
+        FreezeError: An output has another shape than the reference's.
+    """
     worst = 0.0
     for spec, want, got in zip(signature.outputs, expected, actual):
         want, got = np.asarray(want, np.float64), np.asarray(got, np.float64)
-        diff = float(np.max(np.abs(want - got), initial=0.0))
-        if not diff <= tolerance:  # also catches NaN
-            raise VerificationError(spec.name, diff, tolerance)
-        worst = max(worst, diff)
+        if want.shape != got.shape:
+            raise FreezeError(
+                f"Frozen graph output {spec.name!r} has shape {list(got.shape)}, the live "
+                f"model's {list(want.shape)}; nothing was published."
+            )
+        if not want.size:
+            continue
+        diff = _differences(want, got)
+        index = np.unravel_index(np.argmax(diff), diff.shape)
+        if not diff[index] <= tolerance:
+            raise VerificationError(
+                spec.name, float(diff[index]), tolerance,
+                index=[int(i) for i in index], expected=float(want[index]), actual=float(got[index]),
+            )
+        worst = max(worst, float(diff[index]))
     return worst
+
+
+def _differences(want: np.ndarray, got: np.ndarray) -> np.ndarray:
+    """|want - got|: 0 where both hold the same non-finite value, inf where only one is NaN."""
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(want - got)
+    same = (np.isnan(want) & np.isnan(got)) | ((want == got) & ~np.isfinite(want))
+    diff[same] = 0.0
+    diff[np.isnan(diff)] = np.inf
+    return diff

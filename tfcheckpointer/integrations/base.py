@@ -14,6 +14,7 @@ from tfcheckpointer.config.loading import (
     parse_freeze_section,
 )
 from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig, JobConfig
+from tfcheckpointer.graph.probe import Probe, ProbeLike, configured_probe
 
 CHECKPOINT_OPTIONS = tuple(field.name for field in dataclasses.fields(CheckpointConfig))
 """The keyword arguments that are the YAML `checkpoint:` keys (`async` is `async_save`)."""
@@ -49,6 +50,7 @@ class ConfiguredAdapter:
         save_meta_graph: bool = True,
         save_graph_def: str | None = "pbtxt",
         freeze: Mapping[str, Any] | FreezeConfig | None = None,
+        probe: ProbeLike = None,
         verbose: int = 0,
     ) -> None:
         """Check the options, as the YAML keys are checked, and set up the adapter.
@@ -95,6 +97,12 @@ class ConfiguredAdapter:
                 or `pb`; None writes none.
             freeze: The `freeze:` section as a mapping (or a `FreezeConfig`);
                 None writes no frozen graph.
+            probe: The inputs the frozen graph is verified on: one array per
+                model input (a single array for one input), a dict keyed by
+                input name, a `tf.data.Dataset` (its first batch), or a
+                zero-argument callable returning one of these. It takes
+                precedence over `freeze.probe`; without either, a random batch
+                of `freeze.verify_batch_size` rows.
             verbose: 1 prints a line for each save and restore; every save is
                 also logged on the `tfcheckpointer` logger whatever `verbose` is.
 
@@ -105,18 +113,32 @@ class ConfiguredAdapter:
         checkpoint = parse_checkpoint_section({name: given[name] for name in CHECKPOINT_OPTIONS})
         if not isinstance(freeze, (FreezeConfig, type(None))):
             freeze = parse_freeze_section(freeze)
+        self._configure(checkpoint, freeze, verbose, configured_probe(probe, freeze, source="<arguments>"))
+
+    def _configure(
+        self,
+        checkpoint: CheckpointConfig,
+        freeze: FreezeConfig | None,
+        verbose: int,
+        probe: Probe | None,
+    ) -> None:
         self._setup(checkpoint, freeze, verbose)
+        # `probe=`, else `freeze.probe`; None leaves the choice to the next source (`graph.probe`).
+        self.probe = probe
 
     def _setup(self, checkpoint: CheckpointConfig, freeze: FreezeConfig | None, verbose: int) -> None:
         raise NotImplementedError
 
     @classmethod
     def from_config_object(
-        cls: type[_Adapter], config: JobConfig, *, verbose: int = 0
+        cls: type[_Adapter], config: JobConfig, *, verbose: int = 0, probe: ProbeLike = None
     ) -> _Adapter:
-        """The adapter for an already validated config."""
+        """The adapter for an already validated config; `probe` as in `__init__`."""
         adapter = cls.__new__(cls)
-        adapter._setup(config.checkpoint, config.freeze, verbose)
+        adapter._configure(
+            config.checkpoint, config.freeze, verbose,
+            configured_probe(probe, config.freeze, source=config.source),
+        )
         return adapter
 
     @classmethod
@@ -126,14 +148,17 @@ class ConfiguredAdapter:
         overrides: Mapping[str, Any] | None = None,
         *,
         verbose: int = 0,
+        probe: ProbeLike = None,
     ) -> _Adapter:
         """The adapter for a YAML file's `checkpoint:` and `freeze:` sections.
 
         `overrides` maps dotted keys to values, e.g. `{"checkpoint.every_n_steps": 10}`.
         """
-        return cls.from_config_object(load_config(path, overrides), verbose=verbose)
+        return cls.from_config_object(load_config(path, overrides), verbose=verbose, probe=probe)
 
     @classmethod
-    def from_dict(cls: type[_Adapter], data: Mapping[str, Any], *, verbose: int = 0) -> _Adapter:
+    def from_dict(
+        cls: type[_Adapter], data: Mapping[str, Any], *, verbose: int = 0, probe: ProbeLike = None
+    ) -> _Adapter:
         """The adapter for a mapping shaped like the YAML file."""
-        return cls.from_config_object(parse_config(data), verbose=verbose)
+        return cls.from_config_object(parse_config(data), verbose=verbose, probe=probe)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from tfcheckpointer.config.factories import resolve_factory
 from tfcheckpointer.config.loading import require_job
 from tfcheckpointer.config.schema import JobConfig
 from tfcheckpointer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tfcheckpointer.graph.probe import Probe
 
 logger = logging.getLogger("tfcheckpointer")
 
@@ -38,12 +41,33 @@ def _fit_arguments(data: Any, source: str) -> dict[str, Any]:
     return {"x": data}
 
 
+def data_probe(data: Mapping[str, Any], rows: int) -> Probe | None:
+    """The first `rows` rows of fit's validation inputs, else of its training inputs.
+
+    `data` is fit's keyword arguments. Arrays, tuples / lists / dicts of
+    arrays, a `tf.data.Dataset` or a `PyDataset` (their first batch) are read;
+    a generator is not, since reading it would take a batch from training.
+    None when neither can be read.
+    """
+    from tfcheckpointer.graph.probe import Probe
+
+    validation = data.get("validation_data")
+    if isinstance(validation, (tuple, list)):
+        validation = validation[0]  # (x, y) or (x, y, sample_weight), as fit takes it
+    for inputs, origin in ((validation, "validation data"), (data.get("x"), "training data")):
+        if inputs is not None and not isinstance(inputs, Iterator):
+            return Probe(inputs, origin, rows)
+    return None
+
+
 def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
     """Train per `config` with a `CheckpointCallback`; return where things ended up.
 
     Keras's progress output follows `fit.verbose` (2, one line per epoch, by
     default); `quiet` turns it off whatever the file says. Saves are logged
-    on the `tfcheckpointer` logger.
+    on the `tfcheckpointer` logger. Without `freeze.probe`, the frozen graph
+    is verified on a batch of the data factory's validation data, else of its
+    training data (`data_probe`).
     """
     import keras
 
@@ -66,6 +90,8 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
             hint="call model.compile(...) in the factory",
         )
     data = _fit_arguments(load_data(**config.data.kwargs), config.source)
+    if config.freeze is not None and callback.probe is None:
+        callback.probe = data_probe(data, config.freeze.verify_batch_size)
     fit_arguments = {"verbose": 2, **config.fit, **data}
     if quiet:
         fit_arguments["verbose"] = 0

@@ -17,7 +17,12 @@ from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig
 from tfcheckpointer.errors import BackendError, CheckpointError, FreezeError
 from tfcheckpointer.graph import metagraph
 from tfcheckpointer.graph.files import serialize_graph_def, serialize_meta_graph_def
-from tfcheckpointer.graph.keras_freeze import check_model_freezable, freeze_model, model_signature
+from tfcheckpointer.graph.keras_freeze import (
+    check_model_freezable,
+    freeze_model,
+    model_probe,
+    model_signature,
+)
 from tfcheckpointer.graph.publish import FrozenGraph
 from tfcheckpointer.integrations.base import ConfiguredAdapter
 
@@ -132,6 +137,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         self._restored_once = False
         self._waiting_for_build = False
         self._freeze_refused: FreezeError | None = None
+        self._probe_batch: Any = None
         self._runs_last = False
 
     @property
@@ -186,6 +192,8 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
             return
         try:
             check_model_freezable(self.model, config)
+            # Resolved now, so that a bad probe fails before training rather than after it.
+            self._probe_batch = model_probe(self.model, config, self.probe) if config.verify else None
         except FreezeError as error:
             if config.required:
                 raise FreezeError(
@@ -251,7 +259,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
             self.frozen = freeze_model(
                 self.model, config,
                 step=naming.step_of_prefix(checkpoint) if checkpoint else step,
-                checkpoint=checkpoint,
+                checkpoint=checkpoint, probe=self._probe_batch,
             )
         except FreezeError as error:
             self.freeze_error = error

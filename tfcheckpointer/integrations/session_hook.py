@@ -128,4 +128,5 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
                 session,
                 self.freeze_config,
                 description={"step": step, "checkpoint": self.manager.last_checkpoint},
+                probe=self.probe,
             )
