@@ -81,12 +81,14 @@ class CheckpointManager:
         step: int,
         extra_files: Mapping[str, bytes] | None = None,
     ) -> None:
-        """Lock the directory, clear a crashed run's leftovers and bind the variables.
+        """Lock the directory and bind the variables; call `restore` next.
 
         `variables` maps checkpoint keys to Keras / TF2 variables, or is an
         adapter from `variables`; `step` is the global step they are at now;
         `extra_files` maps suffixes (`.meta`) to bytes written beside every
-        checkpoint.
+        checkpoint (`saver.extra_files`, which may also be set later). Nothing
+        in the directory changes here: a crashed run's leftovers are cleared
+        once `restore` has accepted the directory.
         """
         if isinstance(variables, Mapping):
             variables = EagerVariables(variables)
@@ -98,8 +100,6 @@ class CheckpointManager:
                 logger.warning("A background write of an earlier run failed: %s", earlier)
         if self._lock is not None:
             self._lock.acquire()
-        for name in self.directory.remove_stale_temp_files():
-            logger.warning("Removed %s/%s, left by an interrupted save.", self.directory.directory, name)
         self._variables = variables
         self.saver.extra_files = dict(extra_files or {})
         self.last_save = LastSave(step=step, time=self._clock())
@@ -225,8 +225,21 @@ class CheckpointManager:
     # --- Restoring ----------------------------------------------------------------
 
     def restore(self, *, current_step: int = 0) -> int | None:
-        """Restore per `config.restore` (see `restore.Restorer`); return the restored step, or None."""
-        restored = self.restorer.restore(self._variables, current_step=current_step)
+        """Restore per `config.restore` (see `restore.Restorer`); return the restored step, or None.
+
+        A refused restore (another model's checkpoint, none readable where one
+        is required) closes the manager and leaves the directory as it was:
+        the lock file it created is removed, a crashed run's leftovers stay.
+        """
+        try:
+            restored = self.restorer.restore(self._variables, current_step=current_step)
+        except BaseException:
+            self._signals.uninstall()
+            if self._lock is not None:
+                self._lock.release(undo=True)
+            raise
+        for name in self.directory.remove_stale_temp_files():
+            logger.warning("Removed %s/%s, left by an interrupted save.", self.directory.directory, name)
         if restored is None:
             return None
         self.last_save = LastSave(step=restored.step, time=self._clock())
