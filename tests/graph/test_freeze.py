@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import convnet, mlp, recurrent, run_in_tf1_session, two_in_two_out
+from tests.helpers.derived_models import build as derived_model
 from tfcheckpointer import CheckpointCallback
 from tfcheckpointer.config import FreezeConfig
 from tfcheckpointer.errors import FreezeError, VerificationError
@@ -168,4 +170,20 @@ def test_graph_size_is_checked_after_converting(tmp_path):
     # The variables fit under 2,000 bytes; the graph around them does not.
     with pytest.raises(FreezeError, match=r"The frozen graph would be [\d,]+ bytes; it must stay under 2,000 bytes"):
         freeze_model(mlp(), FreezeConfig(output=str(tmp_path / "f.pb")), size_limit=2000)
+    assert os.listdir(tmp_path) == []
+
+
+def test_freeze_refuses_a_model_whose_layers_compute_with_stale_derived_state(tmp_path):
+    model = derived_model("normalization", adapt=True)
+    model.layers[0].adapt_mean.assign(np.zeros(4, "float32"))  # as a Saver restore assigns it
+    with pytest.raises(
+        FreezeError,
+        match=re.escape(
+            f"Model {model.name!r} computes with derived state that its variables no longer give: "
+            f"{model.layers[0].name} (mean). A frozen graph of it would not compute what the model "
+            "computes once Keras loads its weights. HINT: the variables were assigned without the "
+            "layers' load hooks;"
+        ),
+    ):
+        freeze_model(model, FreezeConfig(output=str(tmp_path / "m.pb")))
     assert os.listdir(tmp_path) == []
