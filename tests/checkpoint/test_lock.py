@@ -70,6 +70,23 @@ def test_release_empties_the_lock_file(tmp_path, locks):
     assert (tmp_path / LOCK_FILE).read_bytes() == b""
 
 
+def test_release_with_undo_removes_the_lock_file_and_the_directories_acquire_made(tmp_path, locks):
+    (tmp_path / "a").mkdir()
+    lock = locks(tmp_path / "a" / "b" / "c")
+    lock.acquire()
+    lock.release(undo=True)
+    assert not lock.held
+    assert os.listdir(tmp_path) == ["a"] and os.listdir(tmp_path / "a") == []
+
+
+def test_release_with_undo_keeps_a_lock_file_that_was_there(tmp_path, locks):
+    (tmp_path / LOCK_FILE).write_bytes(b"")
+    lock = locks(tmp_path)
+    lock.acquire()
+    lock.release(undo=True)
+    assert (tmp_path / LOCK_FILE).read_bytes() == b""
+
+
 def test_acquire_and_release_twice_are_harmless(tmp_path, locks, caplog):
     lock = locks(tmp_path)
     with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):

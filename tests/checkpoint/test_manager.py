@@ -20,7 +20,7 @@ import tensorflow as tf
 from tests.helpers import steps_on_disk
 from tfcheckpointer.checkpoint.manager import CheckpointManager
 from tfcheckpointer.config import CheckpointConfig
-from tfcheckpointer.errors import CheckpointError
+from tfcheckpointer.errors import CheckpointError, RestoreMismatchError
 
 
 
@@ -346,17 +346,35 @@ def test_restore_from_a_missing_prefix_raises_naming_it(tmp_path, managers):
         manager.restore()
 
 
-def test_start_removes_a_crashed_saves_temporary_files_with_a_warning(tmp_path, managers, caplog):
+def test_restore_removes_a_crashed_saves_temporary_files_with_a_warning(tmp_path, managers, caplog):
     save_steps(tmp_path, managers, 4)
     (tmp_path / "model.ckpt-8.tfcheckpointer-tmp.index").write_bytes(b"half written")
     manager = managers(tmp_path, every_n_steps=4)
     with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
         manager.start(make_variables(), step=0)
+        assert (tmp_path / "model.ckpt-8.tfcheckpointer-tmp.index").exists()
+        manager.restore()
     assert not (tmp_path / "model.ckpt-8.tfcheckpointer-tmp.index").exists()
     assert steps_on_disk(tmp_path) == [4]
     assert [r.getMessage() for r in caplog.records if r.name == "tfcheckpointer"] == [
         f"Removed {tmp_path}/model.ckpt-8.tfcheckpointer-tmp.index, left by an interrupted save."
     ]
+
+
+def test_a_refused_restore_changes_nothing_on_disk_and_lets_the_directory_go(tmp_path, managers):
+    save_steps(tmp_path, managers, 4, 8)
+    (tmp_path / ".tfcheckpointer.lock").unlink()
+    (tmp_path / "model.ckpt-9.tfcheckpointer-tmp.index").write_bytes(b"half written")
+    (tmp_path / "model.ckpt-8.index").write_bytes(b"\0" * 10)  # unreadable: set aside, were it resumed
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    manager = managers(tmp_path, every_n_steps=4)
+    manager.start({"w": tf.Variable(np.zeros(4, "float32"))}, step=0)
+    with pytest.raises(RestoreMismatchError, match="model.ckpt-4 does not match the model"):
+        manager.restore()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    other = managers(tmp_path, every_n_steps=4)
+    other.start(make_variables(), step=0)  # not locked out
+    assert other.restore() == 4
 
 
 # --- on_error ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 
 import keras
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import convnet, mlp, recurrent, run_in_tf1_session, two_in_two_out
+from tests.helpers.derived_models import build as derived_model
 from tfcheckpointer import CheckpointCallback
 from tfcheckpointer.config import FreezeConfig
 from tfcheckpointer.errors import FreezeError, VerificationError
@@ -228,3 +230,19 @@ def test_the_meta_graph_of_a_model_built_from_its_first_batch_takes_any_batch(tm
         saver.restore(session, str(tmp_path / "model.ckpt-1"))
         got = session.run("output/y:0", {"inputs/X:0": x[:1]})
     np.testing.assert_allclose(got, model(x[:1], training=False).numpy(), atol=1e-6)
+
+
+def test_freeze_refuses_a_model_whose_layers_compute_with_stale_derived_state(tmp_path):
+    model = derived_model("normalization", adapt=True)
+    model.layers[0].adapt_mean.assign(np.zeros(4, "float32"))  # as a Saver restore assigns it
+    with pytest.raises(
+        FreezeError,
+        match=re.escape(
+            f"Model {model.name!r} computes with derived state that its variables no longer give: "
+            f"{model.layers[0].name} (mean). A frozen graph of it would not compute what the model "
+            "computes once Keras loads its weights. HINT: the variables were assigned without the "
+            "layers' load hooks;"
+        ),
+    ):
+        freeze_model(model, FreezeConfig(output=str(tmp_path / "m.pb")))
+    assert os.listdir(tmp_path) == []

@@ -57,3 +57,24 @@ def test_frozen_graph_equals_the_model(tmp_path):
     with tf.compat.v1.Session(graph=graph) as session:
         frozen = session.run(output, {"inputs/X:0": X[:7]})
     np.testing.assert_allclose(frozen, model(X[:7], training=False).numpy(), atol=1e-6)
+
+
+def normalized(adapt: bool):
+    tf_keras.utils.set_random_seed(1)
+    norm = tf_keras.layers.Normalization()
+    model = tf_keras.Sequential([tf_keras.Input((4,)), norm, tf_keras.layers.Dense(1)])
+    if adapt:
+        norm.adapt(X + 3)
+    model.compile("adam", "mse")
+    return model
+
+
+def test_a_resumed_normalization_computes_with_the_restored_mean(tmp_path):
+    trained = normalized(adapt=True)
+    fit(trained, CheckpointCallback(directory=str(tmp_path), every_n_steps=4), (X + 3, DATA[1]))
+    fresh = normalized(adapt=False)
+    callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=4)
+    callback.set_model(fresh)
+    callback.on_train_begin()
+    callback.manager.close()
+    np.testing.assert_allclose(fresh(X[:5] + 3).numpy(), trained(X[:5] + 3).numpy(), atol=1e-6)

@@ -54,6 +54,16 @@ def _read_holder(fd: int) -> dict:
         return {}
 
 
+def _missing_directories(directory: str) -> list[str]:
+    """`directory` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    directory = os.path.abspath(directory)
+    while not os.path.exists(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    return missing
+
+
 # Locks this process holds, by real path: a callback whose `fit()` died with an
 # exception never reaches on_train_end, and the next one in the same process
 # (a notebook re-run) must not be locked out by it.
@@ -66,6 +76,8 @@ class DirectoryLock:
     def __init__(self, directory: str):
         self.path = os.path.join(directory, naming.LOCK_FILENAME)
         self._fd: int | None = None
+        # What `acquire` brought into being, for `release(undo=True)` to take away.
+        self._created: list[str] = []
 
     @property
     def held(self) -> bool:
@@ -83,7 +95,10 @@ class DirectoryLock:
             ) from None
 
     def _acquire(self) -> None:
+        created = _missing_directories(os.path.dirname(self.path))
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        if not os.path.exists(self.path):
+            created.insert(0, self.path)
         key = os.path.realpath(self.path)
         earlier = _HELD.get(key)
         if earlier is not None:
@@ -120,13 +135,31 @@ class DirectoryLock:
         os.write(fd, json.dumps(me).encode())
         os.fsync(fd)
         self._fd = fd
+        self._created = created
         _HELD[key] = self
 
-    def release(self) -> None:
+    def release(self, *, undo: bool = False) -> None:
+        """Let go of the lock, leaving an empty lock file for the next holder.
+
+        With `undo` (a run refused before it wrote anything), the lock file
+        and the directories that `acquire` created are removed instead, so
+        the run leaves no trace.
+        """
         if self._fd is None:
             return
+        if undo and self.path in self._created:
+            # Removed while still locked: a process waiting on this file sees it gone and
+            # opens a new one (see `_acquire`).
+            os.unlink(self.path)
         # Empty the file first, so the next holder sees a clean release, not a dead holder.
         os.ftruncate(self._fd, 0)
         os.close(self._fd)
         self._fd = None
         _HELD.pop(os.path.realpath(self.path), None)
+        if undo:
+            for directory in [p for p in self._created if p != self.path]:
+                try:
+                    os.rmdir(directory)
+                except OSError:  # no longer empty: something else wrote there
+                    break
+        self._created = []

@@ -99,12 +99,14 @@ class CheckpointManager:
         step: int,
         extra_files: Mapping[str, bytes] | None = None,
     ) -> None:
-        """Lock the directory, clear a crashed run's leftovers and bind the variables.
+        """Lock the directory and bind the variables; call `restore` next.
 
         `variables` maps checkpoint keys to Keras / TF2 variables, or is an
         adapter from `variables`; `step` is the global step they are at now;
         `extra_files` maps suffixes (`.meta`) to bytes written beside every
-        checkpoint.
+        checkpoint (`saver.extra_files`, which may also be set later). Nothing
+        in the directory changes here: a crashed run's leftovers are cleared
+        once `restore` has accepted the directory.
         """
         if isinstance(variables, Mapping):
             variables = EagerVariables(variables)
@@ -122,8 +124,6 @@ class CheckpointManager:
             earlier._superseded_by = self.owner
         _WRITERS[key] = self
         self._superseded_by = None
-        for name in self.directory.remove_stale_temp_files():
-            logger.warning("Removed %s/%s, left by an interrupted save.", self.directory.directory, name)
         self._variables = variables
         self.saver.extra_files = dict(extra_files or {})
         self.last_save = LastSave(step=step, time=self._clock())
@@ -301,17 +301,25 @@ class CheckpointManager:
     ) -> Restored | None:
         """Restore per `config.restore` (see `restore.Restorer`); return what was restored, or None.
 
-        A refused restore (another model's or optimizer's checkpoint, or
-        `restore: none` into a directory of another run) lets go of the
-        directory before it raises.
+        A refused restore (another model's or optimizer's checkpoint, none
+        readable where one is required, `restore: none` into a directory of
+        another run) closes the manager and leaves the directory as it was:
+        the lock file it created is removed, a crashed run's leftovers stay.
         """
         try:
             restored = self.restorer.restore(
                 self._variables, current_step=current_step, optimizer_name=optimizer_name
             )
         except BaseException:
-            self.close()
+            self._signals.uninstall()
+            if self._lock is not None:
+                self._lock.release(undo=True)
+            key = _directory_key(self.config.directory)
+            if _WRITERS.get(key) is self:
+                del _WRITERS[key]
             raise
+        for name in self.directory.remove_stale_temp_files():
+            logger.warning("Removed %s/%s, left by an interrupted save.", self.directory.directory, name)
         if restored is None:
             return None
         self.last_save = LastSave(step=restored.step, time=self._clock())

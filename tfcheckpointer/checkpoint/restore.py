@@ -82,6 +82,9 @@ class Restorer:
             return None
         candidates, required, warm_start = self._candidates()
         skipped: list[str] = []
+        unreadable: list[str] = []
+        restored: Restored | None = None
+        found: str | None = None
         for prefix in candidates:
             try:
                 restored = self._restore_one(
@@ -93,12 +96,18 @@ class Restorer:
             except CheckpointError as error:
                 skipped.append(f"{prefix} ({error})")
                 if not required:  # our own directory
-                    aside = self.directory.set_aside(prefix)
-                    logger.warning("Set unreadable checkpoint %s aside as %s.", prefix, aside)
+                    unreadable.append(prefix)
                 continue
+            found = prefix
+            break
+        # Only now that no refusal can come: a refused restore changes nothing on disk.
+        for name in unreadable:
+            aside = self.directory.set_aside(name)
+            logger.warning("Set unreadable checkpoint %s aside as %s.", name, aside)
+        if found is not None:
             if skipped:
                 logger.warning(
-                    "Skipped unreadable checkpoint(s): %s; resumed from %s.", "; ".join(skipped), prefix
+                    "Skipped unreadable checkpoint(s): %s; resumed from %s.", "; ".join(skipped), found
                 )
             return restored
         if skipped:

@@ -2,7 +2,8 @@
 
 The model comes from a job file's `model.factory` (`freeze_from_config`) or a
 saved `.keras` file (`load_keras_model`); the checkpoint's model variables
-are restored into it (optimizer state is not needed) and
+are restored into it (optimizer state is not needed), its layers' derived
+state is recomputed from them (`derived.finalize_derived_state`) and
 `keras_freeze.freeze_model` does the rest: the same verified, published
 frozen graph as the train-end freeze.
 """
@@ -17,6 +18,7 @@ import tensorflow as tf
 
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.bundle import check_compatible, read_step
+from tfcheckpointer.checkpoint.derived import finalize_derived_state
 from tfcheckpointer.checkpoint.keys import checkpoint_variables
 from tfcheckpointer.checkpoint.tf_utils import quiet_tensorflow
 from tfcheckpointer.checkpoint.variables import EagerVariables
@@ -166,5 +168,6 @@ def freeze_keras_checkpoint(
         raise error.with_hint("give a checkpoint written while training this model.") from None
     step = read_step(prefix, present)[0]
     variables.restore(prefix, [key for key in shapes if key in present])
+    finalize_derived_state(model)
     frozen = freeze_model(model, config, step=step, checkpoint=prefix, probe=probe)
     return FrozenCheckpoint(frozen, prefix, step)

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import convert_to_constants
 
+from tfcheckpointer.checkpoint.derived import stale_derived_state
 from tfcheckpointer.checkpoint.keys import stable_layer_names
 from tfcheckpointer.config.schema import FreezeConfig
 from tfcheckpointer.errors import FreezeError
@@ -167,6 +168,26 @@ def freeze_graph_def(
     return graph_def
 
 
+def check_derived_state(model: keras.Model) -> None:
+    """Refuse a model whose layers compute with derived state their variables no longer give.
+
+    Verification compares the frozen graph with the live model, so it cannot
+    see a live model that is itself wrong: a Normalization whose variables
+    were assigned (a restore by hand, `set_weights`) but whose `mean` was not
+    recomputed. Keras's own loading would recompute it, so the graph would
+    not compute what the checkpoint's model computes.
+    """
+    stale = stale_derived_state(model)
+    if stale:
+        raise FreezeError(
+            f"Model {model.name!r} computes with derived state that its variables no longer give: "
+            f"{'; '.join(stale)}. A frozen graph of it would not compute what the model computes "
+            "once Keras loads its weights. HINT: the variables were assigned without the layers' "
+            "load hooks; restore with tfcheckpointer or Keras's load_weights, or call the "
+            "layer's finalize_state()."
+        )
+
+
 def verify_graph_def(
     graph_def: tf.compat.v1.GraphDef,
     model: keras.Model,
@@ -223,11 +244,14 @@ def freeze_model(
             `config.verify_batch_size` rows by default.
         size_limit: Largest GraphDef accepted, in bytes.
 
-    Nothing is left at `config.output` unless verification passed. With
+    With `config.verify`, a model whose layers compute with stale derived
+    state (see `check_derived_state`) is refused before anything is traced. Nothing is
+    left at `config.output` unless verification passed. With
     `config.optimize`, the optimized graph is the one verified and published.
     """
     signature = model_signature(model, config.input_names, config.output_names)
     if config.verify:  # checked before the (costly) conversion
+        check_derived_state(model)
         probe = model_probe(model, config, probe)
     graph_def = freeze_graph_def(model, signature, size_limit=size_limit)
     return publish_frozen_graph(

@@ -11,6 +11,7 @@ from typing import Any
 import keras
 
 from tfcheckpointer.checkpoint import naming
+from tfcheckpointer.checkpoint.derived import finalize_derived_state
 from tfcheckpointer.checkpoint.keys import checkpoint_variables, model_variable_keys
 from tfcheckpointer.checkpoint.manager import CheckpointManager
 from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig
@@ -166,24 +167,33 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         variables = checkpoint_variables(
             self.model, include_optimizer=self.checkpoint_config.include_optimizer
         )
-        meta = self._meta_graph(variables)
-        extra_files = {}
-        if meta is not None and self.checkpoint_config.save_meta_graph:
-            extra_files[naming.META_SUFFIX] = serialize_meta_graph_def(meta)
         # `current_step` is 0 for a model built by its first step: that step is not saved yet.
-        self.manager.start(variables, step=current_step, extra_files=extra_files)
+        self.manager.start(variables, step=current_step)
+        if not self._restored_once:
+            # A refused restore raises here, before anything is written.
+            optimizer_name = type(optimizer).__name__
+            if self.manager.restore(current_step=current_step, optimizer_name=optimizer_name):
+                finalize_derived_state(self.model)
+            self._restored_once = True
+        self._write_graph_files(variables)
+
+    def _write_graph_files(self, variables: Mapping[str, Any]) -> None:
+        """The `.meta` beside every checkpoint and the graph file, traced from the restored model.
+
+        Traced after the restore: a layer's derived state (Normalization's
+        mean) is a constant in the trace, and must be the restored one.
+        """
+        meta = self._meta_graph(variables)
+        if meta is None:
+            return
+        if self.checkpoint_config.save_meta_graph:
+            self.manager.saver.extra_files = {naming.META_SUFFIX: serialize_meta_graph_def(meta)}
         graph_format = self.checkpoint_config.save_graph_def
-        if meta is not None and graph_format is not None:
-            graph_def = metagraph.graph_def_of(meta)
+        if graph_format is not None:
             self.manager.write_file(
                 naming.GRAPH_DEF_FILENAMES[graph_format],
-                serialize_graph_def(graph_def, as_text=graph_format == "pbtxt"),
+                serialize_graph_def(metagraph.graph_def_of(meta), as_text=graph_format == "pbtxt"),
             )
-        if not self._restored_once:
-            self.manager.restore(
-                current_step=current_step, optimizer_name=type(self.model.optimizer).__name__
-            )
-            self._restored_once = True
 
     def _check_freezable(self) -> None:
         """Find now, before the first step, what would make the train-end freeze fail."""

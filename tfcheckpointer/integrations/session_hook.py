@@ -97,13 +97,14 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
         self._variables.bind(session)
         step = int(session.run(self._global_step))
         self.manager.start(self._variables, step=step, extra_files=self._extra_files)
+        # A refused restore raises here, before anything is written.
+        self.manager.restore(current_step=step)
         graph_format = self.checkpoint_config.save_graph_def
         if graph_format is not None:
             self.manager.write_file(
                 naming.GRAPH_DEF_FILENAMES[graph_format],
                 serialize_graph_def(self._graph_def, as_text=graph_format == "pbtxt"),
             )
-        self.manager.restore(current_step=step)
 
     def before_run(self, run_context: Any) -> Any:
         # Fetched with the train op, so reading the step costs no extra run.
