@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import pytest
 
-from tests.helpers import mlp
+from tests.helpers import fit, mlp
+from tfcheckpointer import CheckpointCallback
 from tfcheckpointer.errors import KeyCollisionError
 from tfcheckpointer.checkpoint.keys import checkpoint_variables, to_snake_case
 
@@ -82,3 +84,45 @@ def test_colliding_names_are_refused():
 )
 def test_snake_case_matches_keras(name, snake):
     assert to_snake_case(name) == snake
+
+
+class Affine(keras.layers.Layer):
+    """Weights made with `add_weight` and no name: Keras names them `variable_<n>` per process."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=(input_shape[-1],), initializer="ones")
+        self._offset = self.add_weight(shape=(input_shape[-1],), initializer="zeros")
+        self.extra = [self.add_weight(shape=()), self.add_weight(shape=(), name="gain")]
+
+    def call(self, inputs):
+        return (inputs * self.scale + self._offset) * self.extra[0] * self.extra[1]
+
+
+def affine_model():
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((4,)), Affine(), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    return model
+
+
+def test_unnamed_weights_are_keyed_by_attribute_else_position_and_named_ones_by_name():
+    keys = list(checkpoint_variables(built(affine_model()), include_optimizer=True))
+    assert keys[:4] == ["affine/scale", "affine/offset", "affine/variable_2", "affine/gain"]
+    assert "optimizer/affine/scale/momentum" in keys
+
+
+def test_unnamed_weights_keep_their_keys_when_the_model_is_rebuilt(tmp_path, data):
+    trained = affine_model()
+    fit(trained, CheckpointCallback(directory=str(tmp_path), every_n_steps=4), data)
+    fresh = affine_model()
+    # Keras numbered the rebuilt weights on (variable_4, ...); the keys stay the same.
+    assert [v.path for v in fresh.variables] != [v.path for v in trained.variables]
+    callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=4)
+    callback.set_model(fresh)
+    callback.on_train_begin()
+    callback.manager.close()
+    assert list(checkpoint_variables(fresh, include_optimizer=True)) == list(
+        checkpoint_variables(trained, include_optimizer=True)
+    )
+    x = data[0][:5]
+    np.testing.assert_array_equal(fresh.predict(x, verbose=0), trained.predict(x, verbose=0))

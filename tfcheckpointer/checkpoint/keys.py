@@ -7,9 +7,13 @@ layer is named by its position among its siblings when its name is one Keras
 made up, and by its own name when the user chose one. The same model rebuilt
 anywhere gets the same keys, and they read like TF1 names (`dense_1/kernel`).
 
-Model variables are keyed `<layer>/<sublayer>/.../<variable>`; optimizer
-state `optimizer/<model key>/<slot>` (e.g. `optimizer/dense/kernel/momentum`);
-the optimizer's step counter is `global_step`, as in TF1.
+Model variables are keyed `<layer>/<sublayer>/.../<variable>`. A variable
+Keras named itself (`add_weight` without `name=`: `variable`, `variable_2`,
+numbered per process) is keyed by the layer attribute that holds it
+(`affine/scale` for `self.scale = self.add_weight(...)`), else by its position
+among the layer's own variables (`affine/variable_1`). Optimizer state is
+`optimizer/<model key>/<slot>` (e.g. `optimizer/dense/kernel/momentum`); the
+optimizer's step counter is `global_step`, as in TF1.
 """
 
 from __future__ import annotations
@@ -77,13 +81,40 @@ def _short_name(variable: Any) -> str:
     return variable.name.split(":")[0].rsplit("/", 1)[-1]
 
 
+# What Keras 3 (`auto_name("Variable")`) and TensorFlow name a variable given no name.
+_MADE_UP_VARIABLE_NAME = re.compile(r"(variable|Variable)(_\d+)?")
+
+
+def _own_variable_names(layer: Any, variables: list[Any]) -> list[str]:
+    """Stable names for a layer's own variables, in order.
+
+    A name the user gave is kept. A made-up one is numbered by how many
+    variables the process created before, so it is replaced by the name of the
+    layer attribute holding the variable, else by the variable's position.
+    """
+    holders: dict[int, str] = {}
+    wanted = {id(v) for v in variables}
+    for attribute, value in vars(layer).items():
+        # A leading `_` would make an invalid graph node name at the top of a key.
+        if id(value) in wanted and attribute.lstrip("_"):
+            holders.setdefault(id(value), attribute.lstrip("_"))
+    names = []
+    for position, variable in enumerate(variables):
+        name = _short_name(variable)
+        if _MADE_UP_VARIABLE_NAME.fullmatch(name):
+            name = holders.get(id(variable), f"variable_{position}")
+        names.append(name)
+    return names
+
+
 def model_variable_keys(model: Any) -> dict[str, Any]:
     """Map stable keys to the model's Keras variables, in `model.variables` order."""
     pairs: list[tuple[str, Any]] = []
 
     def visit(layer: Any, scope: str) -> None:
-        for variable in _own_variables(layer):
-            pairs.append((f"{scope}{_short_name(variable)}", variable))
+        own = _own_variables(layer)
+        for variable, name in zip(own, _own_variable_names(layer, own)):
+            pairs.append((f"{scope}{name}", variable))
         children = _children(layer)
         for child, name in zip(children, _child_names(children)):
             visit(child, f"{scope}{name}/")
