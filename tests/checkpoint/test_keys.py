@@ -86,6 +86,19 @@ def test_snake_case_matches_keras(name, snake):
     assert to_snake_case(name) == snake
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16"], indirect=True)
+def test_loss_scale_optimizer_keys_its_inner_optimizer_as_a_plain_one(policy):
+    model = built(mlp())  # compile() wrapped its Adam in a LossScaleOptimizer
+    keys = checkpoint_variables(model, include_optimizer=True)
+    assert keys["global_step"] is model.optimizer.iterations  # the inner optimizer's counter
+    assert {"optimizer/learning_rate", "optimizer/dense/kernel/momentum"} <= set(keys)
+    # Only the loss scale's own state: the wrapper's unused iteration/learning_rate are not saved.
+    assert sorted(k for k in keys if k.startswith("optimizer/loss_scale/")) == [
+        "optimizer/loss_scale/dynamic_scale", "optimizer/loss_scale/step_counter",
+    ]
+    assert list(keys) == list(checkpoint_variables(built(mlp()), include_optimizer=True))
+
+
 class Affine(keras.layers.Layer):
     """Weights made with `add_weight` and no name: Keras names them `variable_<n>` per process."""
 
@@ -126,3 +139,36 @@ def test_unnamed_weights_keep_their_keys_when_the_model_is_rebuilt(tmp_path, dat
     )
     x = data[0][:5]
     np.testing.assert_array_equal(fresh.predict(x, verbose=0), trained.predict(x, verbose=0))
+
+
+class TwoAccumulators(keras.optimizers.SGD):
+    """An optimizer whose two extra variables have the same name."""
+
+    def build(self, variables):
+        super().build(variables)
+        self.first = self.add_variable((), name="accumulator")
+        self.second = self.add_variable((), name="accumulator")
+
+
+def test_an_optimizer_collision_hints_at_the_optimizer_not_the_layers():
+    model = mlp()
+    model.compile(TwoAccumulators(), "mse")
+    with pytest.raises(KeyCollisionError, match=r"'optimizer/accumulator' <- .*\n"
+                       r"HINT: the TwoAccumulators optimizer's variables .* `include_optimizer: false`"):
+        checkpoint_variables(built(model), include_optimizer=True)
+    assert "global_step" in checkpoint_variables(model, include_optimizer=False)
+
+
+class Settings(keras.layers.Layer):
+    def build(self, input_shape):
+        self.rate = self.add_weight(shape=(), name="learning_rate")
+
+    def call(self, inputs):
+        return inputs * self.rate
+
+
+def test_a_layer_named_like_the_optimizer_scope_hints_at_renaming_it():
+    model = keras.Sequential([keras.Input((3,)), Settings(name="optimizer"), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    with pytest.raises(KeyCollisionError, match="HINT: rename the layer named 'optimizer'"):
+        checkpoint_variables(built(model), include_optimizer=True)
