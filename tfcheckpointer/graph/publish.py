@@ -30,7 +30,12 @@ from tfcheckpointer.errors import CheckpointError, FreezeError, first_line
 from tfcheckpointer.graph.files import read_graph_def, write_graph_def
 from tfcheckpointer.graph.nodes import PROTOBUF_LIMIT_BYTES, check_graph_size
 from tfcheckpointer.graph.signature import ModelSignature
-from tfcheckpointer.graph.verify import compare_outputs, default_probe, run_graph_def
+from tfcheckpointer.graph.verify import (
+    compare_outputs,
+    default_probe,
+    default_tolerance,
+    run_graph_def,
+)
 
 if TYPE_CHECKING:
     from tfcheckpointer.graph.optimize import OptimizeReport
@@ -71,26 +76,31 @@ def publish_frozen_graph(
     probe: Sequence[np.ndarray] | None = None,
     size_limit: int = PROTOBUF_LIMIT_BYTES,
     description: Mapping[str, Any] | None = None,
+    compute_dtype: str | None = None,
 ) -> FrozenGraph:
     """Publish `graph_def` at `config.output` as `freeze_model` does, verified and with a sidecar.
 
     With `config.optimize` it is optimized first (`optimize.optimize_graph_def`).
     The file is written to a temporary name, loaded back and run in a fresh
     TF1 session on the probe batch; its outputs must be within
-    `config.verify_tolerance` of `reference(probe)`. Only then is it renamed
-    into place and `<output>.json` written. `description` adds or sets
-    sidecar keys (`step`, `checkpoint`, ...).
+    `config.verify_tolerance` of `reference(probe)`, or if that is None of
+    the default for `compute_dtype` (`verify.default_tolerance`), the
+    precision the model computes in (None: unknown, taken as float32). Only
+    then is it renamed into place and `<output>.json` written; it records the
+    tolerance used and the compute dtype. `description` adds or sets sidecar
+    keys (`step`, `checkpoint`, ...).
     """
     report = None
     if config.optimize:
         graph_def, report = _optimize(graph_def, signature, size_limit=size_limit)
     output = config.output
     max_diff: float | None = None
+    tolerance: float | None = None
 
     def verify(temp: str) -> None:
         # Failures here are the graph's or the reference's, never the write's: each is
         # a FreezeError of its own, which the write's error handling below lets through.
-        nonlocal max_diff
+        nonlocal max_diff, tolerance
         inputs = probe if probe is not None else default_probe(signature, config.verify_batch_size)
         try:
             as_text = output.endswith(".pbtxt")
@@ -107,7 +117,10 @@ def publish_frozen_graph(
                 f"The model to verify against does not run on the probe batch: "
                 f"{first_line(error)}; nothing was published."
             ) from None
-        max_diff = compare_outputs(signature, expected, actual, config.verify_tolerance)
+        tolerance = config.verify_tolerance
+        if tolerance is None:
+            tolerance = default_tolerance(compute_dtype, expected)
+        max_diff = compare_outputs(signature, expected, actual, tolerance)
 
     try:
         tf.io.gfile.makedirs(os.path.dirname(output) or ".")
@@ -128,6 +141,8 @@ def publish_frozen_graph(
         "optimized": report.as_dict() if report else None,
         "verified": config.verify,
         "max_abs_diff": max_diff,
+        "verify_tolerance": tolerance,
+        "compute_dtype": compute_dtype,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tensorflow_version": tf.__version__,
         "keras_version": _keras_version(),
