@@ -22,3 +22,16 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture
 def make_mlp():
     return mlp
+
+
+@pytest.fixture
+def policy(request):
+    """Keras's global dtype policy set to the parametrized value for one test, then float32 again.
+
+    Use with `@pytest.mark.parametrize("policy", [...], indirect=True)`.
+    """
+    import keras
+
+    keras.mixed_precision.set_global_policy(request.param)
+    yield request.param
+    keras.mixed_precision.set_global_policy("float32")

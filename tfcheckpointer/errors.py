@@ -7,7 +7,7 @@ a traceback. Subclasses carry structured fields and format them in `__str__`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 class TfCheckpointerError(Exception):
@@ -63,17 +63,29 @@ class CheckpointError(TfCheckpointerError, RuntimeError):
 
 
 class KeyCollisionError(CheckpointError):
-    """Two variables would be saved under the same checkpoint key."""
+    """Two variables would be saved under the same checkpoint key.
 
-    def __init__(self, collisions: dict[str, Sequence[str]]):
+    Attributes:
+        collisions: `{key: [Keras paths of the variables that map to it]}`.
+        hint: What to do about it; it depends on where the variables are
+            (the model's layers or the optimizer).
+    """
+
+    def __init__(
+        self,
+        collisions: Mapping[str, Sequence[str]],
+        *,
+        hint: str = "give the layers distinct `name=` arguments.",
+    ):
         self.collisions = {key: list(paths) for key, paths in collisions.items()}
+        self.hint = hint
         lines = [
             f"  {key!r} <- {', '.join(paths)}" for key, paths in sorted(self.collisions.items())
         ]
         super().__init__(
             "Two or more variables map to the same checkpoint key:\n"
             + "\n".join(lines)
-            + "\nHINT: give the layers distinct `name=` arguments."
+            + f"\nHINT: {hint}"
         )
 
 

@@ -374,7 +374,7 @@ def test_a_refused_restore_changes_nothing_on_disk_and_lets_the_directory_go(tmp
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     other = managers(tmp_path, every_n_steps=4)
     other.start(make_variables(), step=0)  # not locked out
-    assert other.restore() == 4
+    assert other.restore().step == 4
 
 
 # --- on_error ------------------------------------------------------------------------------------

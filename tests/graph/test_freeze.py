@@ -19,12 +19,14 @@ from tfcheckpointer.config import FreezeConfig
 from tfcheckpointer.errors import FreezeError, VerificationError
 from tfcheckpointer.graph.files import read_graph_def
 from tfcheckpointer.graph.keras_freeze import (
+    compute_dtype,
     freeze_graph_def,
     freeze_model,
     model_signature,
     verify_graph_def,
 )
 from tfcheckpointer.graph.nodes import VARIABLE_OPS
+from tfcheckpointer.graph.verify import default_tolerance
 
 
 @pytest.mark.parametrize(
@@ -107,6 +109,7 @@ def test_sidecar_describes_the_graph(tmp_path, data):
     assert sidecar["tensorflow_version"] == tf.__version__
     assert sidecar["keras_version"] == keras.__version__
     assert sidecar["verified"] is True and sidecar["max_abs_diff"] == 0.0
+    assert (sidecar["verify_tolerance"], sidecar["compute_dtype"]) == (1e-5, "float32")
 
 
 class NoisyAtInference(keras.layers.Layer):
@@ -246,3 +249,61 @@ def test_freeze_refuses_a_model_whose_layers_compute_with_stale_derived_state(tm
     ):
         freeze_model(model, FreezeConfig(output=str(tmp_path / "m.pb")))
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "compute, expected, tolerance",
+    [
+        (None, [np.array([3.0])], 1e-5),
+        ("float32", [np.array([300.0])], 1e-5),
+        # 8 epsilons of the half type times the largest finite |output|, at least 1.
+        ("float16", [np.array([0.5, -0.25])], 8 * 2**-10),
+        ("float16", [np.array([0.5]), np.array([-3.0, np.inf, np.nan])], 8 * 2**-10 * 3),
+        ("bfloat16", [np.array([[100.0, 2.0]])], 8 * 2**-7 * 100),
+    ],
+)
+def test_default_tolerance_follows_the_compute_dtype(compute, expected, tolerance):
+    assert default_tolerance(compute, expected) == tolerance
+
+
+def mixed_mlp(head_dtype=None):
+    """A small MLP under the global policy; `head_dtype="float32"` is Keras's advice for mixed models."""
+    keras.utils.set_random_seed(2)
+    return keras.Sequential(
+        [keras.Input((4,), name="features"), keras.layers.Dense(16, activation="relu"),
+         keras.layers.BatchNormalization(), keras.layers.Dense(2, dtype=head_dtype)]
+    )
+
+
+@pytest.mark.parametrize(
+    "policy, head, expected",
+    [("float32", None, "float32"), ("mixed_float16", None, "float16"),
+     ("mixed_float16", "float32", "float16"), ("mixed_bfloat16", None, "bfloat16")],
+    indirect=["policy"],
+)
+def test_compute_dtype_is_the_least_precise_layers(policy, head, expected):
+    assert compute_dtype(mixed_mlp(head)) == expected
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"], indirect=True)
+def test_mixed_precision_graph_keeps_float32_outputs(tmp_path, policy):
+    model = mixed_mlp()
+    assert model.outputs[0].dtype != "float32"  # the model itself gives half precision
+    frozen = freeze_model(model, FreezeConfig(output=str(tmp_path / "frozen.pb")))
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype("float32")
+    (result,) = run_in_tf1_session(frozen.path, {"features": x}, ["dense_1"])
+    assert result.dtype == np.float32
+    sidecar = json.loads((tmp_path / "frozen.pb.json").read_text())
+    assert [t["dtype"] for t in sidecar["inputs"] + sidecar["outputs"]] == ["float32", "float32"]
+    assert sidecar["compute_dtype"] == compute_dtype(model)
+    # The derived tolerance, recorded, is what the (nonzero) difference was checked against.
+    assert 1e-5 < sidecar["verify_tolerance"] < 1
+    assert sidecar["max_abs_diff"] <= sidecar["verify_tolerance"]
+    np.testing.assert_allclose(result, model(x, training=False), atol=sidecar["verify_tolerance"])
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16"], indirect=True)
+def test_a_tolerance_the_user_gives_wins_over_the_derived_one(tmp_path, policy):
+    freeze_model(mixed_mlp(), FreezeConfig(output=str(tmp_path / "f.pb"), verify_tolerance=0.5))
+    sidecar = json.loads((tmp_path / "f.pb.json").read_text())
+    assert (sidecar["verify_tolerance"], sidecar["compute_dtype"]) == (0.5, "bfloat16")

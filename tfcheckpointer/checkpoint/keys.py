@@ -7,9 +7,16 @@ layer is named by its position among its siblings when its name is one Keras
 made up, and by its own name when the user chose one. The same model rebuilt
 anywhere gets the same keys, and they read like TF1 names (`dense_1/kernel`).
 
-Model variables are keyed `<layer>/<sublayer>/.../<variable>`; optimizer
-state `optimizer/<model key>/<slot>` (e.g. `optimizer/dense/kernel/momentum`);
-the optimizer's step counter is `global_step`, as in TF1.
+Model variables are keyed `<layer>/<sublayer>/.../<variable>`. A variable
+Keras named itself (`add_weight` without `name=`: `variable`, `variable_2`,
+numbered per process) is keyed by the layer attribute that holds it
+(`affine/scale` for `self.scale = self.add_weight(...)`), else by its position
+among the layer's own variables (`affine/variable_1`). Optimizer state is
+`optimizer/<model key>/<slot>` (e.g. `optimizer/dense/kernel/momentum`); the
+optimizer's step counter is `global_step`, as in TF1. An optimizer wrapping
+another (`LossScaleOptimizer`, which mixed_float16 adds) has the inner one's
+state keyed as that of a plain optimizer, and its own under
+`optimizer/<wrapper>/` (`optimizer/loss_scale/dynamic_scale`).
 """
 
 from __future__ import annotations
@@ -77,19 +84,48 @@ def _short_name(variable: Any) -> str:
     return variable.name.split(":")[0].rsplit("/", 1)[-1]
 
 
+# What Keras 3 (`auto_name("Variable")`) and TensorFlow name a variable given no name.
+_MADE_UP_VARIABLE_NAME = re.compile(r"(variable|Variable)(_\d+)?")
+
+
+def _own_variable_names(layer: Any, variables: list[Any]) -> list[str]:
+    """Stable names for a layer's own variables, in order.
+
+    A name the user gave is kept. A made-up one is numbered by how many
+    variables the process created before, so it is replaced by the name of the
+    layer attribute holding the variable, else by the variable's position.
+    """
+    holders: dict[int, str] = {}
+    wanted = {id(v) for v in variables}
+    for attribute, value in vars(layer).items():
+        # A leading `_` would make an invalid graph node name at the top of a key.
+        if id(value) in wanted and attribute.lstrip("_"):
+            holders.setdefault(id(value), attribute.lstrip("_"))
+    names = []
+    for position, variable in enumerate(variables):
+        name = _short_name(variable)
+        if _MADE_UP_VARIABLE_NAME.fullmatch(name):
+            name = holders.get(id(variable), f"variable_{position}")
+        names.append(name)
+    return names
+
+
 def model_variable_keys(model: Any) -> dict[str, Any]:
     """Map stable keys to the model's Keras variables, in `model.variables` order."""
     pairs: list[tuple[str, Any]] = []
 
     def visit(layer: Any, scope: str) -> None:
-        for variable in _own_variables(layer):
-            pairs.append((f"{scope}{_short_name(variable)}", variable))
+        own = _own_variables(layer)
+        for variable, name in zip(own, _own_variable_names(layer, own)):
+            pairs.append((f"{scope}{name}", variable))
         children = _children(layer)
         for child, name in zip(children, _child_names(children)):
             visit(child, f"{scope}{name}/")
 
     visit(model, "")
-    _check_unique(pairs)
+    collisions = _collisions(pairs)
+    if collisions:
+        raise KeyCollisionError(collisions)
     keys = {id(variable): key for key, variable in pairs}
     unreached = [variable_path(v) for v in model.variables if id(v) not in keys]
     if unreached:
@@ -97,18 +133,56 @@ def model_variable_keys(model: Any) -> dict[str, Any]:
     return {keys[id(v)]: v for v in model.variables}
 
 
+def _optimizer_variables(optimizer: Any) -> list[Any]:
+    """`optimizer.variables`: a property in Keras 3, a method in tf_keras."""
+    variables = optimizer.variables() if callable(optimizer.variables) else optimizer.variables
+    return list(variables)
+
+
+def _wrapper_scope(optimizer: Any) -> str:
+    """`optimizer/loss_scale` for a `LossScaleOptimizer`: its class name less `Optimizer`."""
+    name = to_snake_case(type(optimizer).__name__).removesuffix("_optimizer")
+    return f"{OPTIMIZER_SCOPE}/{name}"
+
+
 def optimizer_variable_keys(optimizer: Any, model_keys: dict[str, Any]) -> dict[str, Any]:
     """Map stable keys to the optimizer's variables.
 
     A slot variable is filed under its reference variable's stable key. Keras 3
     names it `<reference path with '/' as '_'>_<slot>`; tf_keras
-    `[<optimizer>/]<slot>/<reference path>`.
+    `[<optimizer>/]<slot>/<reference path>`. A wrapper's (`inner_optimizer`)
+    inner state gets the keys a plain optimizer's would, `global_step`
+    included (the wrapper's `iterations` is the inner one's), and the
+    wrapper's own state (a loss scale) `optimizer/<wrapper>/<name>`.
     """
+    inner = getattr(optimizer, "inner_optimizer", None)
+    if inner is not None:
+        inner_keys = optimizer_variable_keys(inner, model_keys)
+        # The wrapper's `iterations` and `learning_rate` are the inner optimizer's; the
+        # copies it inherits from the base class are never read or updated, so not saved.
+        skipped = {id(v) for v in inner_keys.values()} | {
+            id(getattr(optimizer, name, None)) for name in ("_iterations", "_learning_rate")
+        }
+        scope = _wrapper_scope(optimizer)
+        own = [
+            (f"{scope}/{_short_name(v)}", v)
+            for v in _optimizer_variables(optimizer)
+            if id(v) not in skipped
+        ]
+        pairs = own + list(inner_keys.items())
+    else:
+        pairs = _plain_optimizer_keys(optimizer, model_keys)
+    collisions = _collisions(pairs)
+    if collisions:
+        raise KeyCollisionError(collisions, hint=_optimizer_hint(optimizer))
+    return dict(pairs)
+
+
+def _plain_optimizer_keys(optimizer: Any, model_keys: dict[str, Any]) -> list[tuple[str, Any]]:
     flat_paths = {variable_path(v).replace("/", "_"): key for key, v in model_keys.items()}
     paths = {variable_path(v): key for key, v in model_keys.items()}
-    variables = optimizer.variables() if callable(optimizer.variables) else optimizer.variables
     pairs = []
-    for variable in variables:
+    for variable in _optimizer_variables(optimizer):
         if variable is optimizer.iterations:
             pairs.append((GLOBAL_STEP_KEY, variable))
             continue
@@ -124,17 +198,23 @@ def optimizer_variable_keys(optimizer: Any, model_keys: dict[str, Any]) -> dict[
             pairs.append((f"{OPTIMIZER_SCOPE}/{paths[owner]}/{slot}", variable))
         else:
             pairs.append((f"{OPTIMIZER_SCOPE}/{name.split('/', 1)[-1]}", variable))
-    _check_unique(pairs)
-    return dict(pairs)
+    return pairs
 
 
-def _check_unique(pairs: list[tuple[str, Any]]) -> None:
+def _optimizer_hint(optimizer: Any) -> str:
+    return (
+        f"the {type(optimizer).__name__} optimizer's variables are named in a way the package "
+        "cannot key apart; set `include_optimizer: false` to save the model and `global_step` "
+        "only (the optimizer then starts afresh on resume)."
+    )
+
+
+def _collisions(pairs: list[tuple[str, Any]]) -> dict[str, list[str]]:
+    """`{key: Keras paths}` for every key more than one variable maps to."""
     by_key: dict[str, list[str]] = collections.defaultdict(list)
     for key, variable in pairs:
         by_key[key].append(variable_path(variable))
-    collisions = {key: paths for key, paths in by_key.items() if len(paths) > 1}
-    if collisions:
-        raise KeyCollisionError(collisions)
+    return {key: paths for key, paths in by_key.items() if len(paths) > 1}
 
 
 def checkpoint_variables(model: Any, *, include_optimizer: bool) -> dict[str, Any]:
@@ -144,12 +224,16 @@ def checkpoint_variables(model: Any, *, include_optimizer: bool) -> dict[str, An
     restored run continues its step count even without optimizer state.
     """
     model_keys = model_variable_keys(model)
-    optimizer_keys = optimizer_variable_keys(model.optimizer, model_keys)
-    if not include_optimizer:
-        optimizer_keys = {GLOBAL_STEP_KEY: optimizer_keys[GLOBAL_STEP_KEY]}
+    optimizer = model.optimizer
+    if include_optimizer:
+        optimizer_keys = optimizer_variable_keys(optimizer, model_keys)
+    else:
+        optimizer_keys = {GLOBAL_STEP_KEY: optimizer.iterations}
     clash = sorted(set(model_keys) & set(optimizer_keys))
     if clash:
         raise KeyCollisionError(
-            {key: [variable_path(model_keys[key]), variable_path(optimizer_keys[key])] for key in clash}
+            {key: [variable_path(model_keys[key]), variable_path(optimizer_keys[key])] for key in clash},
+            hint=f"rename the layer named {clash[0].split('/')[0]!r}: `{OPTIMIZER_SCOPE}` and "
+            f"`{GLOBAL_STEP_KEY}` are the keys of the optimizer's state.",
         )
     return {**model_keys, **optimizer_keys}

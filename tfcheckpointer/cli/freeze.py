@@ -54,7 +54,10 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
             f"{side} layers, or the .meta's {side}s collection / serving_default signature",
         )
     freeze.add_argument(
-        "--verify-tolerance", type=float, metavar="X", help="largest accepted difference (1e-5)"
+        "--verify-tolerance",
+        type=float,
+        metavar="X",
+        help="largest accepted difference (default: by the compute dtype, 1e-5 for float32)",
     )
     freeze.add_argument(
         "--optimize",

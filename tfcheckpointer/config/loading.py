@@ -362,7 +362,7 @@ _FREEZE_FIELDS: dict[str, Check] = {
     "input_names": or_null(node_names),
     "output_names": or_null(node_names),
     "verify": boolean,
-    "verify_tolerance": number(">= 0", lambda x: x >= 0),
+    "verify_tolerance": or_null(number(">= 0", lambda x: x >= 0)),
     "verify_batch_size": integer(1),
     "at_train_end": boolean,
     "optimize": boolean,

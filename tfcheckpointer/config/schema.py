@@ -49,7 +49,8 @@ class FreezeConfig:
     input_names: tuple[str, ...] | None = None
     output_names: tuple[str, ...] | None = None
     verify: bool = True
-    verify_tolerance: float = 1e-5
+    verify_tolerance: float | None = None
+    """Largest accepted absolute difference; None: by the model's compute dtype (1e-5 for float32)."""
     verify_batch_size: int = 4
     at_train_end: bool = True
     optimize: bool = False

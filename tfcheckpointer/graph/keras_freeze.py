@@ -32,7 +32,7 @@ from tfcheckpointer.graph.nodes import (
 from tfcheckpointer.graph.probe import Probe, ProbeLike, resolve_probe
 from tfcheckpointer.graph.publish import FrozenGraph, publish_frozen_graph
 from tfcheckpointer.graph.signature import ModelSignature, TensorInfo
-from tfcheckpointer.graph.verify import compare_outputs, run_graph_def
+from tfcheckpointer.graph.verify import HALF_PRECISION_EPSILON, compare_outputs, run_graph_def
 
 
 def _check_count(kind: str, names: Sequence[str], expected: int) -> None:
@@ -81,9 +81,25 @@ def model_signature(
         shape = tuple(tensor.shape)
         return TensorInfo(name, tf.as_dtype(tensor.dtype).name, shape and (None, *shape[1:]))
 
+    def output_info(name: str, tensor: Any) -> TensorInfo:
+        dtype = _published_dtype(tf.as_dtype(tensor.dtype))
+        return TensorInfo(name, dtype.name, tuple(tensor.shape))
+
     return ModelSignature(
-        tuple(map(info, input_names, inputs)), tuple(map(info, output_names, outputs))
+        tuple(map(info, input_names, inputs)), tuple(map(output_info, output_names, outputs))
     )
+
+
+_HALF_FLOATS = (tf.float16, tf.bfloat16)
+
+
+def _published_dtype(dtype: tf.DType) -> tf.DType:
+    """float32 for a mixed-precision model's float16 / bfloat16 outputs, else `dtype`.
+
+    A consumer feeds and fetches what the model's users see, float32, whatever
+    precision the layers compute in; the cast is part of the traced function.
+    """
+    return tf.float32 if dtype in _HALF_FLOATS else dtype
 
 
 def call_inference(model: keras.Model, flat_inputs: Sequence[Any]) -> list[Any]:
@@ -98,14 +114,20 @@ def call_inference(model: keras.Model, flat_inputs: Sequence[Any]) -> list[Any]:
 
 
 def trace(model: keras.Model, signature: ModelSignature) -> tf.types.experimental.ConcreteFunction:
-    """The inference function with named input placeholders and output identities."""
+    """The inference function with named input placeholders and output identities.
+
+    float16 / bfloat16 outputs (a mixed-precision model's) are cast to float32,
+    as `model_signature` records them.
+    """
     specs = [
         tf.TensorSpec(i.shape, tf.as_dtype(i.dtype), name=i.name) for i in signature.inputs
     ]
 
     @tf.autograph.experimental.do_not_convert
     def inference(*flat_inputs):
-        results = call_inference(model, flat_inputs)
+        results = [
+            tf.cast(t, _published_dtype(t.dtype)) for t in call_inference(model, flat_inputs)
+        ]
         return [tf.identity(t, name=o.name) for t, o in zip(results, signature.outputs)]
 
     return tf.function(inference).get_concrete_function(*specs)
@@ -221,6 +243,23 @@ def model_probe(model: keras.Model, config: FreezeConfig, probe: ProbeLike = Non
     )
 
 
+def compute_dtype(model: keras.Model) -> str:
+    """The dtype the model computes in: its least precise layer's half type, else its own.
+
+    `float16` under the `mixed_float16` policy and `bfloat16` under
+    `mixed_bfloat16`, even when the output layer computes in float32.
+    """
+    names = {
+        tf.as_dtype(layer.compute_dtype).name
+        for layer in [model, *model._flatten_layers()]
+        if getattr(layer, "compute_dtype", None)
+    }
+    halves = [name for name in names if name in HALF_PRECISION_EPSILON]
+    if halves:
+        return max(halves, key=HALF_PRECISION_EPSILON.__getitem__)
+    return tf.as_dtype(model.compute_dtype).name
+
+
 def freeze_model(
     model: keras.Model,
     config: FreezeConfig,
@@ -245,9 +284,11 @@ def freeze_model(
         size_limit: Largest GraphDef accepted, in bytes.
 
     With `config.verify`, a model whose layers compute with stale derived
-    state (see `check_derived_state`) is refused before anything is traced. Nothing is
-    left at `config.output` unless verification passed. With
-    `config.optimize`, the optimized graph is the one verified and published.
+    state (see `check_derived_state`) is refused before anything is traced.
+    Nothing is left at `config.output` unless verification passed, within
+    `config.verify_tolerance` or, if that is None, the default for the model's
+    `compute_dtype`. With `config.optimize`, the optimized graph is the one
+    verified and published.
     """
     signature = model_signature(model, config.input_names, config.output_names)
     if config.verify:  # checked before the (costly) conversion
@@ -257,5 +298,5 @@ def freeze_model(
     return publish_frozen_graph(
         graph_def, config, signature, reference=lambda inputs: live_outputs(model, inputs),
         probe=probe, size_limit=size_limit,
-        description={"step": step, "checkpoint": checkpoint},
+        description={"step": step, "checkpoint": checkpoint}, compute_dtype=compute_dtype(model),
     )

@@ -31,7 +31,7 @@ from tfcheckpointer.graph.files import read_graph_def, write_graph_def
 from tfcheckpointer.graph.nodes import PROTOBUF_LIMIT_BYTES, check_graph_size
 from tfcheckpointer.graph.probe import ProbeLike, resolve_probe
 from tfcheckpointer.graph.signature import ModelSignature
-from tfcheckpointer.graph.verify import compare_outputs, run_graph_def
+from tfcheckpointer.graph.verify import compare_outputs, default_tolerance, run_graph_def
 
 if TYPE_CHECKING:
     from tfcheckpointer.graph.optimize import OptimizeReport
@@ -72,6 +72,7 @@ def publish_frozen_graph(
     probe: ProbeLike = None,
     size_limit: int = PROTOBUF_LIMIT_BYTES,
     description: Mapping[str, Any] | None = None,
+    compute_dtype: str | None = None,
 ) -> FrozenGraph:
     """Publish `graph_def` at `config.output` as `freeze_model` does, verified and with a sidecar.
 
@@ -79,9 +80,12 @@ def publish_frozen_graph(
     The file is written to a temporary name, loaded back and run in a fresh
     TF1 session on the probe batch (`probe.resolve_probe`: `probe`, else a
     random batch); its outputs must be within `config.verify_tolerance` of
-    `reference(probe)`. Only then is it renamed into place and
-    `<output>.json` written, its `"probe"` saying where the batch came from.
-    `description` adds or sets sidecar keys (`step`, `checkpoint`, ...).
+    `reference(probe)`, or if that is None of the default for `compute_dtype`
+    (`verify.default_tolerance`), the precision the model computes in (None:
+    unknown, taken as float32). Only then is it renamed into place and
+    `<output>.json` written, recording the tolerance used, the compute dtype
+    and (`"probe"`) where the batch came from. `description` adds or sets
+    sidecar keys (`step`, `checkpoint`, ...).
     """
     # Resolved (and checked) first: a bad probe fails before any work.
     batch = resolve_probe(probe, signature, batch_size=config.verify_batch_size) if config.verify else None
@@ -90,11 +94,12 @@ def publish_frozen_graph(
         graph_def, report = _optimize(graph_def, signature, size_limit=size_limit)
     output = config.output
     max_diff: float | None = None
+    tolerance: float | None = None
 
     def verify(temp: str) -> None:
         # Failures here are the graph's or the reference's, never the write's: each is
         # a FreezeError of its own, which the write's error handling below lets through.
-        nonlocal max_diff
+        nonlocal max_diff, tolerance
         assert batch is not None  # `verify` runs only with config.verify
         inputs = batch.data
         try:
@@ -112,7 +117,10 @@ def publish_frozen_graph(
                 f"The model to verify against does not run on the probe batch: "
                 f"{first_line(error)}; nothing was published."
             ) from None
-        max_diff = compare_outputs(signature, expected, actual, config.verify_tolerance)
+        tolerance = config.verify_tolerance
+        if tolerance is None:
+            tolerance = default_tolerance(compute_dtype, expected)
+        max_diff = compare_outputs(signature, expected, actual, tolerance)
 
     try:
         tf.io.gfile.makedirs(os.path.dirname(output) or ".")
@@ -134,6 +142,8 @@ def publish_frozen_graph(
         "verified": config.verify,
         "max_abs_diff": max_diff,
         "probe": batch.origin if batch else None,
+        "verify_tolerance": tolerance,
+        "compute_dtype": compute_dtype,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tensorflow_version": tf.__version__,
         "keras_version": _keras_version(),
