@@ -77,16 +77,15 @@ def model_signature(
     _check_count("input", input_names, len(inputs))
     _check_count("output", output_names, len(outputs))
 
-    def info(name: str, tensor: Any) -> TensorInfo:
+    def info(name: str, tensor: Any, *, output: bool = False) -> TensorInfo:
         shape = tuple(tensor.shape)
-        return TensorInfo(name, tf.as_dtype(tensor.dtype).name, shape and (None, *shape[1:]))
-
-    def output_info(name: str, tensor: Any) -> TensorInfo:
-        dtype = _published_dtype(tf.as_dtype(tensor.dtype))
-        return TensorInfo(name, dtype.name, tuple(tensor.shape))
+        dtype = tf.as_dtype(tensor.dtype)
+        dtype = _published_dtype(dtype) if output else dtype
+        return TensorInfo(name, dtype.name, shape and (None, *shape[1:]))
 
     return ModelSignature(
-        tuple(map(info, input_names, inputs)), tuple(map(output_info, output_names, outputs))
+        tuple(info(name, t) for name, t in zip(input_names, inputs)),
+        tuple(info(name, t, output=True) for name, t in zip(output_names, outputs)),
     )
 
 
