@@ -142,21 +142,28 @@ class OptimizerMismatchError(RestoreMismatchError):
         stored: Sequence[str],
         model: Sequence[str],
         optimizer_name: str | None = None,
+        warm_start: bool = False,
     ):
         self.checkpoint = checkpoint
         self.stored = list(stored)
         self.model = list(model)
         self.missing, self.unexpected, self.mismatched = [], [], {}
-        self.hint = (
-            "compile with the optimizer this run was trained with; to change optimizer, "
-            "start a new directory from this checkpoint (checkpoint.restore: <its prefix>), "
-            "which takes the weights only."
-        )
+        if warm_start:
+            self.hint = (
+                "set checkpoint.restore_optimizer: false to take the weights only and keep "
+                "the optimizer compile set, or compile with the optimizer that wrote it."
+            )
+        else:
+            self.hint = (
+                "compile with the optimizer this run was trained with; to change optimizer, "
+                "start a new directory from this checkpoint (checkpoint.restore: <its prefix>), "
+                "which takes the weights only."
+            )
         ours = f"the model's optimizer ({optimizer_name})" if optimizer_name else "the model's optimizer"
         CheckpointError.__init__(
             self,
-            f"Checkpoint {checkpoint} holds the state of another optimizer: its optimizer state "
-            f"is {', '.join(self.stored)}; {ours} has {', '.join(self.model)}. Restoring would "
+            f"Checkpoint {checkpoint} holds the state of another optimizer: its slots are "
+            f"{', '.join(self.stored)}; {ours} has {', '.join(self.model)}. Restoring would "
             f"drop or invent optimizer state.\nHINT: {self.hint}",
         )
 

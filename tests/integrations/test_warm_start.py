@@ -112,9 +112,8 @@ def test_resuming_with_another_optimizer_is_refused_naming_both(tmp_path, pretra
     callback.set_model(model)
     with pytest.raises(
         OptimizerMismatchError,
-        match=r"model\.ckpt-8 holds the state of another optimizer: its optimizer state is "
-        r"learning_rate, momentum, velocity; the model's optimizer \(SGD\) has learning_rate, "
-        r"momentum\.",
+        match=r"model\.ckpt-8 holds the state of another optimizer: its slots are "
+        r"momentum, velocity; the model's optimizer \(SGD\) has momentum\.",
     ):
         callback.on_train_begin()
     assert model.optimizer.iterations.numpy() == 0  # nothing was restored
@@ -128,8 +127,25 @@ def test_restore_optimizer_with_another_optimizer_is_refused(tmp_path, pretraine
         restore_optimizer=True,
     )
     callback.set_model(model)
-    with pytest.raises(OptimizerMismatchError, match="the model's optimizer \\(SGD\\)"):
+    with pytest.raises(
+        OptimizerMismatchError,
+        match=r"the model's optimizer \(SGD\) has momentum\. .*\nHINT: set "
+        r"checkpoint\.restore_optimizer: false to take the weights only",
+    ):
         callback.on_train_begin()
+
+
+def test_resuming_with_a_learning_rate_schedule_is_the_same_optimizer(tmp_path):
+    fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=4))
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, decay_steps=10, decay_rate=0.9)
+    model = compiled(keras.optimizers.Adam(schedule))
+    callback = begin(model, directory=str(tmp_path))
+    assert model.optimizer.iterations.numpy() == 8
+    np.testing.assert_array_equal(
+        _slot(model, "dense/kernel", "velocity"),
+        stored(tmp_path / "model.ckpt-8", "optimizer/dense/kernel/velocity"),
+    )
+    callback.manager.close()
 
 
 def test_restore_none_into_another_runs_directory_is_refused_and_changes_nothing(tmp_path):
@@ -158,7 +174,7 @@ def test_on_existing_set_aside_moves_the_earlier_run_out_of_the_way(tmp_path):
     assert tf.train.latest_checkpoint(str(aside)) == str(aside / "model.ckpt-8")
 
 
-def test_on_existing_keep_trains_beside_the_earlier_checkpoints(tmp_path):
+def test_on_existing_keep_mixes_with_the_earlier_run_and_says_what_it_replaces(tmp_path, caplog):
     fit(mlp(), CheckpointCallback(directory=str(tmp_path), every_n_steps=4, max_to_keep=None))
     model = mlp(seed=2)
     fit(model, CheckpointCallback(
@@ -167,6 +183,11 @@ def test_on_existing_keep_trains_beside_the_earlier_checkpoints(tmp_path):
     ), epochs=2)
     assert model.optimizer.iterations.numpy() == 16
     assert steps_on_disk(tmp_path) == [4, 8, 12, 16]
+    replaced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Replacing")]
+    assert replaced == [
+        f"Replacing the checkpoint {tmp_path}/model.ckpt-{step} that was already on disk."
+        for step in (4, 8)
+    ]
 
 
 def test_on_existing_takes_only_its_three_values():

@@ -150,10 +150,7 @@ def check_compatible(
     """
     stored = checkpoint_shapes(prefix)
     missing = [k for k in shapes if k not in stored and k not in optional]
-    unexpected = [
-        k for k in stored
-        if k not in shapes and not is_optimizer_key(k) and k != naming.GLOBAL_STEP_KEY
-    ]
+    unexpected = [k for k in stored if k not in shapes and not is_optimizer_state(k)]
     mismatched = {
         k: (tuple(shape), tuple(stored[k]))
         for k, shape in shapes.items()
@@ -184,3 +181,8 @@ def holds_values(prefix: str, values: Mapping[str, Any]) -> bool:
 def is_optimizer_key(key: str) -> bool:
     """Whether `key` is optimizer state (`optimizer/...`), which a model can do without."""
     return key.startswith(naming.OPTIMIZER_SCOPE + "/")
+
+
+def is_optimizer_state(key: str) -> bool:
+    """Optimizer state or the step: what a warm start leaves behind by default."""
+    return key == naming.GLOBAL_STEP_KEY or is_optimizer_key(key)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import os
 import re
 import shutil
 
@@ -33,6 +34,15 @@ logger = logging.getLogger("tfcheckpointer")
 
 def is_local(path: str) -> bool:
     return "://" not in path
+
+
+def directory_key(directory: str) -> str:
+    """One spelling per directory: the real path of a local one, the URL without a trailing `/`."""
+    return os.path.realpath(directory or ".") if is_local(directory) else directory.rstrip("/")
+
+
+def same_directory(a: str, b: str) -> bool:
+    return directory_key(a) == directory_key(b)
 
 
 class CheckpointDirectory:

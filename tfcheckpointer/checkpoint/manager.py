@@ -10,7 +10,6 @@ checkpoint in the directory, including those left by earlier runs.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
@@ -19,7 +18,7 @@ import tensorflow as tf
 
 from tfcheckpointer.checkpoint.background import BackgroundWriter
 from tfcheckpointer.checkpoint.bundle import SavedCheckpoint, holds_values
-from tfcheckpointer.checkpoint.directory import CheckpointDirectory, is_local
+from tfcheckpointer.checkpoint.directory import CheckpointDirectory, directory_key, is_local
 from tfcheckpointer.checkpoint.files import atomic_write
 from tfcheckpointer.checkpoint.lock import DirectoryLock
 from tfcheckpointer.checkpoint.policy import LastSave, RetentionPolicy, save_policy
@@ -37,10 +36,6 @@ logger = logging.getLogger("tfcheckpointer")
 # started earlier and still steps is a second writer: they would write the same
 # steps twice. (An earlier one that never steps again -- its fit() died -- is fine.)
 _WRITERS: dict[str, CheckpointManager] = {}
-
-
-def _directory_key(directory: str) -> str:
-    return os.path.realpath(directory or ".") if is_local(directory) else directory.rstrip("/")
 
 
 class CheckpointManager:
@@ -118,7 +113,7 @@ class CheckpointManager:
                 logger.warning("A background write of an earlier run failed: %s", earlier)
         if self._lock is not None:
             self._lock.acquire()
-        key = _directory_key(self.config.directory)
+        key = directory_key(self.config.directory)
         earlier = _WRITERS.get(key)
         if earlier is not None and earlier is not self:
             earlier._superseded_by = self.owner
@@ -201,15 +196,18 @@ class CheckpointManager:
         )
         return self.save(step)
 
-    def close(self) -> None:
-        """Wait for the write in flight, then let go of the directory and the signals."""
+    def close(self, *, undo: bool = False) -> None:
+        """Wait for the write in flight, then let go of the directory and the signals.
+
+        `undo` also removes a lock file (or directory) that taking the lock created.
+        """
         try:
             self.wait()
         finally:
             self._signals.uninstall()
             if self._lock is not None:
-                self._lock.release()
-            key = _directory_key(self.config.directory)
+                self._lock.release(undo=undo)
+            key = directory_key(self.config.directory)
             if _WRITERS.get(key) is self:
                 del _WRITERS[key]
 
@@ -311,12 +309,7 @@ class CheckpointManager:
                 self._variables, current_step=current_step, optimizer_name=optimizer_name
             )
         except BaseException:
-            self._signals.uninstall()
-            if self._lock is not None:
-                self._lock.release(undo=True)
-            key = _directory_key(self.config.directory)
-            if _WRITERS.get(key) is self:
-                del _WRITERS[key]
+            self.close(undo=True)
             raise
         for name in self.directory.remove_stale_temp_files():
             logger.warning("Removed %s/%s, left by an interrupted save.", self.directory.directory, name)

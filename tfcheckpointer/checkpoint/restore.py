@@ -17,8 +17,13 @@ from typing import Any
 import tensorflow as tf
 
 from tfcheckpointer.checkpoint import naming
-from tfcheckpointer.checkpoint.bundle import check_compatible, is_optimizer_key, read_step
-from tfcheckpointer.checkpoint.directory import CheckpointDirectory, is_local
+from tfcheckpointer.checkpoint.bundle import (
+    check_compatible,
+    is_optimizer_key,
+    is_optimizer_state,
+    read_step,
+)
+from tfcheckpointer.checkpoint.directory import CheckpointDirectory, same_directory
 from tfcheckpointer.config.schema import RESTORE_LATEST, RESTORE_NONE
 from tfcheckpointer.errors import CheckpointError, OptimizerMismatchError, RestoreMismatchError
 
@@ -158,7 +163,7 @@ class Restorer:
         if restore == RESTORE_LATEST:
             return own, False, False
         source = restore if tf.io.gfile.isdir(restore) else os.path.dirname(restore)
-        if own and not _same_directory(source, self.directory.directory):
+        if own and not same_directory(source, self.directory.directory):
             logger.info(
                 "checkpoint.restore names %s, but %s holds this run's own checkpoints; "
                 "resuming from those.", restore, self.directory.directory,
@@ -171,14 +176,14 @@ class Restorer:
                     f"checkpoint.restore: no checkpoint named {self.directory.basename}-<step> "
                     f"in directory {restore}."
                 )
-            return found, True, not _same_directory(restore, self.directory.directory)
+            return found, True, not same_directory(restore, self.directory.directory)
         if not tf.io.gfile.exists(restore + naming.INDEX_SUFFIX):
             raise CheckpointError(
                 f"checkpoint.restore: no checkpoint at {restore} "
                 f"({restore}{naming.INDEX_SUFFIX} does not exist). HINT: give a prefix such as "
                 f"{self.directory.prefix(100)}, a directory, `latest` or `none`."
             )
-        return [restore], True, not _same_directory(source, self.directory.directory)
+        return [restore], True, not same_directory(source, self.directory.directory)
 
     def _restore_one(
         self,
@@ -195,7 +200,7 @@ class Restorer:
             # A warm start never takes the learning rate: the one `compile` set is the point.
             wanted = {k: s for k, s in shapes.items() if not (warm_start and _is_learning_rate(k))}
         else:
-            wanted = {k: s for k, s in shapes.items() if not _is_optimizer_state(k)}
+            wanted = {k: s for k, s in shapes.items() if not is_optimizer_state(k)}
         optional = {k for k in wanted if is_optimizer_key(k)}
         present = check_compatible(prefix, wanted, optional=optional)
         step, _ = read_step(prefix, present)
@@ -205,17 +210,19 @@ class Restorer:
             logger.info("Model is at step %d, past %s; not restoring.", current_step, prefix)
             return None
         if with_optimizer and optional:
-            stored_slots = _slot_names(present)
-            if not stored_slots:
+            model_keys = [k for k in shapes if not is_optimizer_state(k)]
+            stored_slots, our_slots = _slot_names(present, model_keys), _slot_names(shapes, model_keys)
+            if not any(is_optimizer_key(k) for k in present):
                 logger.warning(
                     "Checkpoint %s has no optimizer state; the optimizer starts fresh.", prefix
                 )
-            elif stored_slots != _slot_names(shapes):
+            elif stored_slots and our_slots and stored_slots != our_slots:
                 raise OptimizerMismatchError(
                     prefix,
                     stored=sorted(stored_slots),
-                    model=sorted(_slot_names(shapes)),
+                    model=sorted(our_slots),
                     optimizer_name=optimizer_name,
+                    warm_start=warm_start,
                 )
         variables.restore(prefix, [k for k in wanted if k in present])
         logger.info(
@@ -228,20 +235,21 @@ class Restorer:
         )
 
 
-def _is_optimizer_state(key: str) -> bool:
-    return key == naming.GLOBAL_STEP_KEY or is_optimizer_key(key)
-
-
 def _is_learning_rate(key: str) -> bool:
     return is_optimizer_key(key) and key.rsplit("/", 1)[-1] == "learning_rate"
 
 
-def _slot_names(keys: Any) -> set[str]:
-    """The names of the optimizer's state (`momentum`, `velocity`, `learning_rate`, ...)."""
-    return {k.rsplit("/", 1)[-1] for k in keys if is_optimizer_key(k)}
+def _slot_names(keys: Any, model_keys: list[str]) -> set[str]:
+    """The names of the per-variable optimizer slots among `keys` (`momentum`, `velocity`, ...).
 
-
-def _same_directory(a: str, b: str) -> bool:
-    if is_local(a) and is_local(b):
-        return os.path.realpath(a or ".") == os.path.realpath(b or ".")
-    return a.rstrip("/") == b.rstrip("/")
+    Slots are `optimizer/<model key>/<slot>`. Optimizer-wide state (a constant
+    learning rate, which a schedule does not have; a loss scale) does not say
+    which kind of optimizer it is, so it is left out.
+    """
+    prefixes = sorted((f"{naming.OPTIMIZER_SCOPE}/{k}/" for k in model_keys), key=len, reverse=True)
+    slots = set()
+    for key in keys:
+        owner = next((p for p in prefixes if key.startswith(p)), None)
+        if owner is not None:
+            slots.add(key[len(owner):])
+    return slots

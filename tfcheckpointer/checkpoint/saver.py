@@ -73,6 +73,7 @@ class CheckpointSaver:
             # The usual case, a new step, costs one existence check, not a listing.
             if not tf.io.gfile.exists(prefix + naming.INDEX_SUFFIX):
                 return
+            logger.warning("Replacing the checkpoint %s that was already on disk.", prefix)
             others = [c for c in self.directory.list_checkpoints() if c.step != step]
             self.directory.write_state(others, latest=others[-1].step if others else None)
             self.directory.delete(step)

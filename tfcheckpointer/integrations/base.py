@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -20,6 +21,15 @@ CHECKPOINT_OPTIONS = tuple(field.name for field in dataclasses.fields(Checkpoint
 """The keyword arguments that are the YAML `checkpoint:` keys (`async` is `async_save`)."""
 
 _Adapter = TypeVar("_Adapter", bound="ConfiguredAdapter")
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def creation_site() -> str:
+    """`file:line` of the user code that is building an adapter, to tell two adapters apart."""
+    frame = sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "<unknown>"
 
 
 class ConfiguredAdapter:
@@ -81,9 +91,10 @@ class ConfiguredAdapter:
                 Resuming this directory's own checkpoints always restores
                 everything.
             on_existing: What `restore: none` does when the directory already
-                holds checkpoints: `error` (refuse), `keep` (leave them, and
-                let retention count them), `set_aside` (move them into a
-                `set-aside-<time>` subdirectory).
+                holds checkpoints: `error` (refuse), `set_aside` (move them
+                into a `set-aside-<time>` subdirectory), `keep` (mix with
+                them: retention counts them and this run replaces those at
+                the steps it saves, with a warning).
             save_at_train_end: Save the final step unless it is saved already.
             async_save: Write in a background thread (the YAML key `async`).
             on_error: `raise` stops training on a failed save; `warn` logs it
