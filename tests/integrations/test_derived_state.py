@@ -151,3 +151,33 @@ def test_a_refused_resume_leaves_every_directory_as_it_was(trained, tmp_path):
         f"refused: Checkpoint {source} does not match the model.",
     ]
     assert tree(tmp_path) == before
+
+
+def test_a_model_built_by_its_first_step_trains_on_with_the_restored_state(tmp_path):
+    """The first step traced the train function with the un-restored mean; it is traced again."""
+    import keras
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(3.0, 2.0, (32, 4)).astype("float32")
+    y = x.sum(axis=1, keepdims=True)
+
+    def no_input_model(sample: np.ndarray) -> keras.Model:
+        keras.utils.set_random_seed(1)
+        norm = keras.layers.Normalization()
+        norm.adapt(sample)
+        model = keras.Sequential([norm, keras.layers.Dense(1)])
+        model.compile(keras.optimizers.SGD(0.0), "mse")  # no update: only the state matters
+        return model
+
+    first = no_input_model(x)
+    first.fit(x, y, batch_size=32, verbose=0,
+              callbacks=[CheckpointCallback(directory=str(tmp_path), every_n_steps=1)])
+    expected = float(first.evaluate(x, y, verbose=0))
+    resumed = no_input_model(-x)  # adapted to other data; the restore must win
+    history = resumed.fit(
+        x, y, batch_size=32, epochs=3, verbose=0, validation_data=(x, y),
+        callbacks=[CheckpointCallback(directory=str(tmp_path), every_n_steps=1)],
+    )
+    # Step 1 ran before the restore; every later step must compute with the restored mean.
+    np.testing.assert_allclose(history.history["loss"][1:], [expected] * 2, rtol=1e-5)
+    np.testing.assert_allclose(history.history["val_loss"], [expected] * 3, rtol=1e-5)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +24,7 @@ from tfcheckpointer.graph.keras_freeze import (
     model_signature,
 )
 from tfcheckpointer.graph.publish import FrozenGraph
-from tfcheckpointer.integrations.base import ConfiguredAdapter
+from tfcheckpointer.integrations.base import ConfiguredAdapter, creation_site
 
 logger = logging.getLogger("tfcheckpointer")
 
@@ -37,15 +36,6 @@ def require_tensorflow_backend() -> None:
             f"tfcheckpointer writes TensorFlow checkpoints and graphs, but Keras runs on the "
             f"{backend!r} backend. HINT: set KERAS_BACKEND=tensorflow before importing keras."
         )
-
-
-def _caller() -> str:
-    """`file:line` of the user code that made the callback, to tell two callbacks apart."""
-    frame = sys._getframe(1)
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-        frame = frame.f_back
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "<unknown>"
 
 
 class _TrainEnd(keras.callbacks.Callback):
@@ -87,9 +77,23 @@ def _run_train_end_last(callback: CheckpointCallback) -> bool:
         if frame.f_code.co_name == "on_train_begin" and isinstance(callbacks, list) and any(
             c is callback for c in callbacks
         ):
-            callbacks.append(_TrainEnd(callback))
+            # A CallbackList the user reuses for several fit() calls already has it.
+            if not any(isinstance(c, _TrainEnd) and c.owner is callback for c in callbacks):
+                callbacks.append(_TrainEnd(callback))
             return True
     return False
+
+
+def _retrace(model: Any) -> None:
+    """Rebuild the model's train / test / predict functions after a restore.
+
+    A traced function holds derived state (Normalization's mean) as a
+    constant; one traced before the restore -- the first step of a model
+    built by it, an earlier `fit()` -- would go on computing with the old one.
+    """
+    for kind in ("train", "test", "predict"):
+        if getattr(model, f"{kind}_function", None) is not None:
+            getattr(model, f"make_{kind}_function")(force=True)
 
 
 def _is_built(model: Any) -> bool:
@@ -130,7 +134,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         self.verbose = verbose
         self.manager = CheckpointManager(
             self.checkpoint_config, announce=self._print if verbose else None,
-            owner=f"{type(self).__name__} created at {_caller()}",
+            owner=f"{type(self).__name__} created at {creation_site()}",
         )
         self.frozen: FrozenGraph | None = None
         self.freeze_error: FreezeError | None = None
@@ -174,6 +178,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
             optimizer_name = type(optimizer).__name__
             if self.manager.restore(current_step=current_step, optimizer_name=optimizer_name):
                 finalize_derived_state(self.model)
+                _retrace(self.model)
             self._restored_once = True
         self._write_graph_files(variables)
 
@@ -211,7 +216,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
                     "and skips the freeze)"
                 ) from None
             logger.warning("%s -- training without a train-end freeze (freeze.required: false).", error)
-            self._freeze_refused = error
+            self._freeze_refused = self.freeze_error = error
 
     def _meta_graph(self, variables: Mapping[str, Any]) -> Any:
         """The run's MetaGraphDef, built once: the graph does not change between saves."""

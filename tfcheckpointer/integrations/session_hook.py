@@ -22,7 +22,7 @@ from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig
 from tfcheckpointer.errors import CheckpointError, ConfigError
 from tfcheckpointer.graph.files import serialize_graph_def, serialize_meta_graph_def
 from tfcheckpointer.graph.publish import FrozenGraph
-from tfcheckpointer.integrations.base import ConfiguredAdapter
+from tfcheckpointer.integrations.base import ConfiguredAdapter, creation_site
 
 logger = logging.getLogger("tfcheckpointer")
 
@@ -68,7 +68,10 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
             )
         self.checkpoint_config = checkpoint
         self.freeze_config = freeze
-        self.manager = CheckpointManager(checkpoint, announce=print if verbose else None)
+        self.manager = CheckpointManager(
+            checkpoint, announce=print if verbose else None,
+            owner=f"{type(self).__name__} created at {creation_site()}",
+        )
         self.frozen: FrozenGraph | None = None
 
     def begin(self) -> None:
