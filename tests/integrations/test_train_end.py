@@ -191,3 +191,18 @@ def test_a_new_callback_after_a_fit_that_died_takes_the_directory_over(tmp_path)
         fit(model, [CheckpointCallback(directory=str(tmp_path), every_n_steps=4), Die()])
     fit(model, CheckpointCallback(directory=str(tmp_path), every_n_steps=4))
     assert steps_on_disk(tmp_path)[-1] == 14
+
+
+def test_a_stateful_rnn_is_refused_before_the_first_step(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input(batch_shape=(4, 3, 2)), keras.layers.LSTM(3, stateful=True), keras.layers.Dense(1)
+    ])
+    model.compile("sgd", "mse")
+    callback = CheckpointCallback(
+        directory=str(tmp_path / "ckpt"), every_n_steps=2, freeze={"output": str(tmp_path / "m.pb")}
+    )
+    x = np.zeros((8, 3, 2), "float32")
+    with pytest.raises(FreezeError, match=r"its inference pass writes variables \(AssignVariableOp\)"):
+        model.fit(x, np.zeros((8, 1), "float32"), batch_size=4, verbose=0, callbacks=[callback])
+    assert model.optimizer.iterations.numpy() == 0

@@ -21,9 +21,10 @@ from tensorflow.python.framework import convert_to_constants
 from tfcheckpointer.checkpoint.derived import stale_derived_state
 from tfcheckpointer.checkpoint.keys import stable_layer_names
 from tfcheckpointer.config.schema import FreezeConfig
-from tfcheckpointer.errors import FreezeError
+from tfcheckpointer.errors import FreezeError, first_line
 from tfcheckpointer.graph.nodes import (
     PROTOBUF_LIMIT_BYTES,
+    assigning_ops,
     check_graph_size,
     check_no_variables,
     clear_devices,
@@ -141,12 +142,21 @@ def check_freezable(model: keras.Model, concrete: Any, *, size_limit: int) -> No
             f"under {size_limit:,} bytes (the 2 GiB protobuf limit). HINT: keep the Saver "
             "checkpoints (no size limit) and export a SavedModel for serving instead."
         )
-    offending = unfreezable_ops(concrete.graph.as_graph_def())
+    graph_def = concrete.graph.as_graph_def()
+    offending = unfreezable_ops(graph_def)
     if offending:
         raise FreezeError(
             f"Model {model.name!r} cannot be frozen: it uses {', '.join(offending)}, state that "
             "a GraphDef cannot hold as constants (lookup tables, Python functions). "
             "HINT: apply lookup / preprocessing layers outside the model you freeze."
+        )
+    writes = assigning_ops(graph_def)
+    if writes:
+        raise FreezeError(
+            f"Model {model.name!r} cannot be frozen: its inference pass writes variables "
+            f"({', '.join(writes)}), e.g. a stateful RNN keeping its state between batches, "
+            "and a frozen graph holds constants only. HINT: freeze a copy built with "
+            "stateful=False and the same weights."
         )
 
 
@@ -180,7 +190,15 @@ def freeze_graph_def(
     """A GraphDef of `model`'s inference function with every variable a constant."""
     concrete = trace(model, signature)
     check_freezable(model, concrete, size_limit=size_limit)
-    frozen = convert_to_constants.convert_variables_to_constants_v2(concrete, lower_control_flow=False)
+    try:
+        frozen = convert_to_constants.convert_variables_to_constants_v2(
+            concrete, lower_control_flow=False
+        )
+    except (ValueError, TypeError, tf.errors.OpError) as error:
+        raise FreezeError(
+            f"Cannot fold the variables of model {model.name!r} into constants: "
+            f"{first_line(error)}"
+        ) from None
     graph_def = frozen.graph.as_graph_def()
     clear_devices(graph_def)
     check_no_variables(graph_def)

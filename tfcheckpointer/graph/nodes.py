@@ -58,6 +58,21 @@ def variable_nodes(graph_def: Any) -> list[tuple[str | None, Any]]:
     ]
 
 
+# Ops that write a variable: an inference pass with them (a stateful RNN keeping its
+# state between batches) needs the variable, which freezing turns into a constant.
+ASSIGN_OPS = frozenset(
+    {
+        "AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp",
+        "ResourceScatterUpdate", "ResourceScatterAdd", "ResourceScatterSub",
+    }
+)
+
+
+def assigning_ops(graph_def: Any) -> list[str]:
+    """The op types that write variables, in the graph or its functions."""
+    return sorted({n.op for _, n in all_nodes(graph_def) if n.op in ASSIGN_OPS})
+
+
 def unfreezable_ops(graph_def: Any) -> list[str]:
     """The op types of state a GraphDef cannot hold as constants (lookup tables, Python)."""
     return sorted({n.op for _, n in all_nodes(graph_def) if UNFREEZABLE_OPS.search(n.op)})
