@@ -24,10 +24,21 @@ from tfcheckpointer.errors import CheckpointError, RestoreMismatchError, first_l
 
 @dataclasses.dataclass(frozen=True)
 class Snapshot:
-    """The values of every saved variable at one instant, in Saver key order."""
+    """The values of every saved variable at one instant, in Saver key order.
+
+    A partitioned TF1 variable is one key with one tensor per slice, each
+    with the slice spec a Saver writes for it (`SaveSliceInfo.spec`, e.g.
+    `"3 4 0,2:0,4"`): the key repeats, in the order the Saver adds the slices.
+    """
 
     keys: list[str]
     tensors: list[Any]  # eager tensors, or numpy arrays read through a session
+    # SaveV2's `shape_and_slices`, one per tensor ("" for a whole tensor); None: all whole.
+    slices: list[str] | None = None
+
+    @property
+    def shape_and_slices(self) -> list[str]:
+        return list(self.slices) if self.slices is not None else [""] * len(self.keys)
 
     @property
     def nbytes(self) -> int:
@@ -55,12 +66,14 @@ def save_bundle(prefix: str, snapshot: Snapshot) -> None:
         tf.raw_ops.SaveV2(
             prefix=prefix,
             tensor_names=snapshot.keys,
-            shape_and_slices=[""] * len(snapshot.keys),
+            shape_and_slices=snapshot.shape_and_slices,
             tensors=snapshot.tensors,
         )
         return
+    slices = snapshot.shape_and_slices
     layout = tuple(
-        (k, np.dtype(v.dtype).str, tuple(v.shape)) for k, v in zip(snapshot.keys, snapshot.tensors)
+        (k, spec, np.dtype(v.dtype).str, tuple(v.shape))
+        for k, spec, v in zip(snapshot.keys, slices, snapshot.tensors)
     )
     if layout not in _GRAPH_WRITERS:
         graph = tf.Graph()
@@ -69,7 +82,7 @@ def save_bundle(prefix: str, snapshot: Snapshot) -> None:
             inputs = [tf.compat.v1.placeholder(v.dtype, v.shape) for v in snapshot.tensors]
             save = tf.raw_ops.SaveV2(
                 prefix=prefix_input, tensor_names=snapshot.keys,
-                shape_and_slices=[""] * len(snapshot.keys), tensors=inputs,
+                shape_and_slices=slices, tensors=inputs,
             )
         _GRAPH_WRITERS[layout] = (tf.compat.v1.Session(graph=graph), prefix_input, inputs, save)
     session, prefix_input, inputs, save = _GRAPH_WRITERS[layout]
@@ -110,7 +123,7 @@ def write_checkpoint(
 
 
 def checkpoint_shapes(prefix: str) -> dict[str, list[int]]:
-    """`{key: shape}` of the checkpoint at `prefix`."""
+    """`{key: shape}` of the checkpoint at `prefix`; a key saved in slices has its full shape."""
     try:
         return dict(tf.train.list_variables(prefix))
     except Exception as error:  # the C++ reader maps file damage to many Python types

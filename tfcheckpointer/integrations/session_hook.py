@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.manager import CheckpointManager
-from tfcheckpointer.checkpoint.variables import SessionVariables
+from tfcheckpointer.checkpoint.variables import SessionVariables, saver_variables
 from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig
 from tfcheckpointer.errors import CheckpointError, ConfigError
 from tfcheckpointer.graph.files import serialize_graph_def, serialize_meta_graph_def
@@ -83,8 +83,8 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
                 "tf.compat.v1.train.get_or_create_global_step() and increment it in the train op."
             )
         variables = {
-            naming.GLOBAL_STEP_KEY if v is self._global_step else v.op.name: v
-            for v in tf.compat.v1.global_variables()
+            naming.GLOBAL_STEP_KEY if v is self._global_step else key: v
+            for key, v in saver_variables(tf.compat.v1.global_variables()).items()
         }
         self._variables = SessionVariables(variables)
         saver = next(iter(self._variables.savers.values()))
