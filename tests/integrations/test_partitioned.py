@@ -12,7 +12,9 @@ import tensorflow as tf
 
 from tests.helpers import run_in_tf1_session, steps_on_disk
 from tfcheckpointer.cli import main
-from tfcheckpointer.errors import KeyCollisionError
+from tfcheckpointer.config import FreezeConfig
+from tfcheckpointer.errors import KeyCollisionError, RestoreMismatchError
+from tfcheckpointer.graph.session_freeze import freeze_meta_graph
 from tfcheckpointer.integrations.session_hook import CheckpointSessionHook
 
 X = np.random.default_rng(0).standard_normal((16, 3)).astype("float32")
@@ -144,6 +146,35 @@ def test_freeze_meta_equals_the_session(run, tmp_path, capsys):
     (got,) = run_in_tf1_session(output, {"inputs/X": X}, ["output/predict"])
     np.testing.assert_array_equal(got, run.expected)
     assert json.loads((tmp_path / "frozen.pb.json").read_text())["max_abs_diff"] == 0.0
+
+
+def test_freeze_meta_restores_a_checkpoint_without_optimizer_state(run, tmp_path):
+    net = build_graph()
+    with net.graph.as_default(), tf.compat.v1.Session() as session:
+        tf.compat.v1.train.Saver().restore(session, run.prefix)
+        model = [v for v in tf.compat.v1.global_variables() if "Adam" not in v.op.name]
+        prefix = str(tmp_path / "model.ckpt-4")
+        tf.compat.v1.train.Saver(model).save(session, prefix, write_meta_graph=False)
+    assert "hidden/kernel/Adam" not in dict(tf.train.list_variables(prefix))
+    config = FreezeConfig(output=str(tmp_path / "frozen.pb"), **FREEZE)
+    frozen = freeze_meta_graph(run.prefix + ".meta", config, checkpoint=prefix)
+    assert frozen.frozen.max_abs_diff == 0.0
+    (got,) = run_in_tf1_session(tmp_path / "frozen.pb", {"inputs/X": X}, ["output/predict"])
+    np.testing.assert_array_equal(got, run.expected)
+
+
+def test_freeze_meta_refuses_a_checkpoint_of_another_full_shape(run, tmp_path):
+    reader = tf.train.load_checkpoint(run.prefix)
+    tensors = {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()}
+    tensors["hidden/kernel"] = np.zeros((3, 5), "float32")
+    prefix = str(tmp_path / "model.ckpt-4")
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=list(tensors),
+                      shape_and_slices=[""] * len(tensors), tensors=list(tensors.values()))
+    config = FreezeConfig(output=str(tmp_path / "frozen.pb"), **FREEZE)
+    with pytest.raises(RestoreMismatchError, match=r"Shape of hidden/kernel: model \[3, 4\], "
+                       r"checkpoint \[3, 5\]"):
+        freeze_meta_graph(run.prefix + ".meta", config, checkpoint=prefix)
+    assert not (tmp_path / "frozen.pb").exists()
 
 
 def test_inspect_lists_one_key_with_the_full_shape(run, capsys):

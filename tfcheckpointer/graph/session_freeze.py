@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -187,17 +187,24 @@ def _basename_of(meta: str) -> str | None:
 
 
 
-def _saver_keys(
-    graph: tf.Graph, meta_graph: Any
-) -> dict[str, tuple[str | None, list[int] | None]]:
-    """`{checkpoint key: (variable node, shape)}` for what the `.meta`'s Saver restores.
+class _SavedKey(NamedTuple):
+    """What a `.meta`'s Saver restores under one checkpoint key."""
+
+    nodes: list[str | None]  # the variable node of each tensor (one per slice); None: not found
+    shape: list[int] | None  # the key's full shape; None where unknown
+    sliced: bool  # a partitioned variable, restored slice by slice
+
+
+def _saver_keys(graph: tf.Graph, meta_graph: Any) -> dict[str, _SavedKey]:
+    """`{checkpoint key: _SavedKey}` for what the `.meta`'s Saver restores.
 
     Read off the restore subgraph: `RestoreV2` names the keys, and each of its
     outputs flows (through identities) into an `Assign` / `AssignVariableOp`
-    on the variable. Where that walk fails the node and shape are None.
+    on the variable. A partitioned variable's key comes once per slice, with
+    a slice spec that starts with its full shape (`"3 4 0,2:0,4"`).
     """
     scope = meta_graph.saver_def.restore_op_name.rsplit("/", 1)[0]
-    restored: dict[str, tuple[str | None, list[int] | None]] = {}
+    restored: dict[str, _SavedKey] = {}
     for op in graph.get_operations():
         if op.type != "RestoreV2" or not op.name.startswith(scope + "/"):
             continue
@@ -207,8 +214,10 @@ def _saver_keys(
             continue
         for key, part, output in zip(keys, slices, op.outputs):
             node, shape = _assigned_variable(output)
-            # A slice of a partitioned variable has a shape of its own.
-            restored[key.decode()] = (node, None if part else shape)
+            if part:
+                shape = [int(size) for size in part.decode().split()[:-1]]
+            entry = restored.setdefault(key.decode(), _SavedKey([], shape, bool(part)))
+            entry.nodes.append(node)
     return restored
 
 
@@ -246,12 +255,15 @@ def _restore(
     restored = _saver_keys(session.graph, meta_graph)
     missing = {key for key in restored if key not in stored}
     mismatched = {
-        key: (shape, stored[key])
-        for key, (_, shape) in restored.items()
-        if key in stored and shape is not None and list(shape) != list(stored[key])
+        key: (saved.shape, stored[key])
+        for key, saved in restored.items()
+        if key in stored and saved.shape is not None and list(saved.shape) != list(stored[key])
     }
     # A key whose variable the walk did not find counts as needed.
-    required = {key for key, (node, _) in restored.items() if node is None or node in needed}
+    required = {
+        key for key, saved in restored.items()
+        if any(node is None or node in needed for node in saved.nodes)
+    }
     if required & (missing | set(mismatched)):
         unexpected = [
             key for key in stored
@@ -270,8 +282,8 @@ def _restore(
             return
         variables = session.graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)
         by_node = {v.op.name: v for v in variables}
-        subset = {key: by_node.get(restored[key][0]) for key in required}
-        absent = sorted(key for key, variable in subset.items() if variable is None)
+        subset = {key: [by_node.get(node) for node in restored[key].nodes] for key in required}
+        absent = sorted(key for key, found in subset.items() if None in found)
         if absent:
             raise FreezeError(
                 f"{prefix} lacks or reshapes {', '.join(sorted(missing | set(mismatched)))}, "
@@ -279,6 +291,9 @@ def _restore(
                 f"graph lists no variable for {', '.join(absent)}, so those cannot be restored "
                 "alone."
             )
-        tf.compat.v1.train.Saver(var_list=subset).restore(session, prefix)
+        var_list = {
+            key: found if restored[key].sliced else found[0] for key, found in subset.items()
+        }
+        tf.compat.v1.train.Saver(var_list=var_list).restore(session, prefix)
     except (ValueError, tf.errors.OpError) as error:
         raise CheckpointError(f"Cannot restore checkpoint {prefix}: {first_line(error)}") from None
