@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -148,6 +151,20 @@ def test_freeze_meta_equals_the_session(run, tmp_path, capsys):
     assert json.loads((tmp_path / "frozen.pb.json").read_text())["max_abs_diff"] == 0.0
 
 
+def test_tensorflows_freeze_graph_tool_freezes_them_from_the_meta_graph(run, tmp_path):
+    output = tmp_path / "frozen.pb"
+    done = subprocess.run(
+        [sys.executable, "-m", "tensorflow.python.tools.freeze_graph",
+         f"--input_meta_graph={run.prefix}.meta", f"--input_checkpoint={run.prefix}",
+         "--output_node_names=output/predict", f"--output_graph={output}", "--input_binary=true"],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, capture_output=True, text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (got,) = run_in_tf1_session(output, {"inputs/X": X}, ["output/predict"])
+    np.testing.assert_array_equal(got, run.expected)
+
+
 def test_freeze_meta_restores_a_checkpoint_without_optimizer_state(run, tmp_path):
     net = build_graph()
     with net.graph.as_default(), tf.compat.v1.Session() as session:
@@ -183,6 +200,20 @@ def test_inspect_lists_one_key_with_the_full_shape(run, capsys):
     assert variables["hidden/kernel"]["shape"] == [3, 4]
     assert variables["hidden/kernel"]["bytes"] == 3 * 4 * 4
     assert not [key for key in variables if "part_" in key]
+
+
+def test_async_saves_write_slices_too(run, tmp_path):
+    net = build_graph()
+    hook = CheckpointSessionHook(directory=str(tmp_path), every_n_steps=2, async_save=True)
+    with net.graph.as_default():
+        stop = tf.compat.v1.train.StopAtStepHook(last_step=STEPS)
+        with tf.compat.v1.train.MonitoredTrainingSession(hooks=[hook, stop]) as session:
+            while not session.should_stop():
+                session.run(net.train_op, {net.inputs: X, net.targets: Y})
+    assert steps_on_disk(tmp_path) == [2, STEPS]
+    for suffix in (".index", ".data-00000-of-00001"):
+        ours = (tmp_path / f"model.ckpt-{STEPS}{suffix}").read_bytes()
+        assert ours == (run.root / "saver" / f"model.ckpt-{STEPS}{suffix}").read_bytes(), suffix
 
 
 def test_a_variable_named_like_a_partitioned_one_is_refused_at_begin(tmp_path):
