@@ -60,17 +60,21 @@ def fit_on(model, callback, *, epochs: int, initial_epoch: int = 0) -> None:
 def resumed(request, trained, tmp_path_factory):
     """Each kind resumed from step 2 in this process, trained to step 4 and frozen at train end."""
     import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
 
     tf.config.experimental.enable_op_determinism()
-    kind = request.param
-    root = tmp_path_factory.mktemp(f"resumed_{kind}")
-    shutil.copytree(trained / kind / "at2", root / "run")
-    model = build(kind)
-    callback = CheckpointCallback(
-        directory=str(root / "run"), every_n_steps=2,
-        freeze={"output": str(root / "frozen.pb"), **FREEZE},
-    )
-    fit_on(model, callback, epochs=2, initial_epoch=1)
+    try:
+        kind = request.param
+        root = tmp_path_factory.mktemp(f"resumed_{kind}")
+        shutil.copytree(trained / kind / "at2", root / "run")
+        model = build(kind)
+        callback = CheckpointCallback(
+            directory=str(root / "run"), every_n_steps=2,
+            freeze={"output": str(root / "frozen.pb"), **FREEZE},
+        )
+        fit_on(model, callback, epochs=2, initial_epoch=1)
+    finally:
+        tf_config.disable_op_determinism()  # other tests use unseeded random ops
     return model, root, np.load(trained / kind / "out4.npy")
 
 
