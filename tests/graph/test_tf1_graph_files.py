@@ -83,6 +83,36 @@ def embedding():
     return model
 
 
+class TableLookup(keras.layers.Layer):
+    """Rows of a table by id through `tf.gather` on the variable itself: a `ResourceGather`."""
+
+    def build(self, shape):
+        self.table = self.add_weight(shape=(10, 4), initializer="random_normal")
+
+    def call(self, ids):
+        return tf.gather(self.table.value, ids)
+
+
+def gather():
+    keras.utils.set_random_seed(8)
+    model = keras.Sequential(
+        [keras.Input((3,), dtype="int32"), TableLookup(), keras.layers.Flatten(),
+         keras.layers.Dense(1)]
+    )
+    model.compile("adam", "mse")
+    return model
+
+
+class NestedProduct(keras.layers.Layer):
+    """`x @ w` in a nested `tf.function`, which takes the variable's handle as an argument."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(3, 1), initializer="ones")
+
+    def call(self, x):
+        return tf.function(lambda x: tf.matmul(x, self.w.value))(x)
+
+
 def data(name):
     rng = np.random.default_rng(7)
     if name == "mlp":
@@ -94,13 +124,13 @@ def data(name):
         x = {"image": rng.standard_normal((16, 5)).astype("float32"),
              "meta": rng.standard_normal((16, 2)).astype("float32")}
         return x, {"score": rng.standard_normal((16, 1)), "label": rng.integers(0, 3, 16)}
-    if name == "embedding":
+    if name in ("embedding", "gather"):
         return rng.integers(0, 10, (16, 3)).astype("int32"), rng.standard_normal((16, 1))
     return rng.standard_normal((16, 5, 3)).astype("float32"), rng.standard_normal((16, 2))
 
 
 MODELS = {"mlp": mlp, "convnet": convnet, "two-in-two-out": two_in_two_out,
-          "embedding": embedding, "lstm": recurrent}
+          "embedding": embedding, "gather": gather, "lstm": recurrent}
 
 
 class Trained(NamedTuple):
@@ -197,6 +227,30 @@ def test_freeze_graph_command_equals_keras_and_writes_the_sidecar(trained, tmp_p
     sidecar = json.loads((tmp_path / "f.pb.json").read_text())
     assert (sidecar["graph_def"], sidecar["checkpoint"], sidecar["max_abs_diff"]) == (
         case.graph, case.prefix, 0.0)
+
+
+def test_a_handle_op_without_reference_form_keeps_resource_variables_and_warns(
+    tmp_path, caplog
+):
+    keras.utils.set_random_seed(9)
+    model = keras.Sequential([keras.Input((3,)), NestedProduct()])
+    model.compile("adam", "mse")
+    x = np.random.default_rng(9).standard_normal((16, 3)).astype("float32")
+    callback = CheckpointCallback(directory=str(tmp_path), every_n_steps=2, freeze=None)
+    with caplog.at_level("WARNING", logger="tfcheckpointer"):
+        model.fit(x, x[:, :1], batch_size=8, epochs=1, callbacks=[callback], verbose=0)
+    (warning,) = [r.getMessage() for r in caplog.records if "resource variables" in r.getMessage()]
+    assert warning.startswith("graph file keeps resource variables (StatefulPartitionedCall ")
+    assert "use the .meta (import_meta_graph, freeze_graph --input_meta_graph)" in warning
+    graph = str(tmp_path / "graph.pbtxt")
+    assert "VarHandleOp" in {n.op for n in read_graph_def(graph).node}
+    signature = model_signature(model)
+    output = signature.outputs[0].name
+    config = FreezeConfig(output=str(tmp_path / "f.pb"), output_names=(output,))
+    frozen = freeze_graph_file(graph, config).frozen
+    assert frozen.max_abs_diff == 0.0
+    (got,) = run_in_tf1_session(frozen.path, {signature.inputs[0].name: x}, [output])
+    np.testing.assert_allclose(got, model(x, training=False), rtol=0, atol=1e-6)
 
 
 def test_freeze_graph_without_output_names_is_one_line_exit_2(trained, tmp_path, capsys):

@@ -6,10 +6,11 @@ variables (`VariableV2`, read through `Identity`) and fails for resource
 variables (TensorFlow's `freeze_graph --input_graph`: "IndexError: tuple index
 out of range"). `reference_graph_def` rewrites the resource form that
 `metagraph.build_meta_graph` exports: `VarHandleOp` becomes `VariableV2`,
-`ReadVariableOp` an `Identity`, the zero initialiser's `AssignVariableOp` an
-`Assign`, and the Saver's subgraph goes (a GraphDef has no `SaverDef` to name
-it; the consumer builds its own). A functional `While` that captured variable
-handles (a recurrent layer) gets the values read before the loop instead.
+`ReadVariableOp` an `Identity`, `ResourceGather` a `GatherV2` of the read,
+the zero initialiser's `AssignVariableOp` an `Assign`, and the Saver's
+subgraph goes (a GraphDef has no `SaverDef` to name it; the consumer builds
+its own). A functional `While` that captured variable handles (a recurrent
+layer) gets the values read before the loop instead.
 A graph using a handle any other way keeps the resource form, with a warning.
 """
 
@@ -62,7 +63,7 @@ def reference_graph_def(meta: tf.compat.v1.MetaGraphDef) -> tf.compat.v1.GraphDe
 def _to_reference_variables(graph_def: Any) -> None:
     variables = {n.name: n for n in graph_def.node if n.op == "VarHandleOp"}
     functions = {f.signature.name: f for f in graph_def.library.function}
-    for node in graph_def.node:
+    for node in list(graph_def.node):  # a gather's rewrite adds a node
         handles = [
             i for i, source in enumerate(node.input)
             if not source.startswith("^") and node_of(source) in variables
@@ -79,6 +80,8 @@ def _to_reference_variables(graph_def: Any) -> None:
         elif node.op == "VarIsInitializedOp":
             node.op = "IsVariableInitialized"
             node.attr["dtype"].type = variables[node_of(node.input[0])].attr["dtype"].type
+        elif node.op == "ResourceGather" and handles == [0]:
+            _gather_from_read(node, graph_def)
         elif node.op in _LOOPS:
             _values_into_loop(node, handles, variables, functions, graph_def)
         else:
@@ -96,6 +99,32 @@ def _to_reference_variables(graph_def: Any) -> None:
 def _read_as_identity(node: Any) -> None:
     node.op = "Identity"
     node.attr["T"].type = node.attr.pop("dtype").type
+
+
+def _gather_from_read(node: Any, graph_def: Any) -> None:
+    """`ResourceGather(handle, indices)` -> `GatherV2(read, indices, axis=batch_dims)`."""
+    read = _read_of(node_of(node.input[0]), graph_def, f"gather {node.name!r}")
+    batch_dims = node.attr["batch_dims"].i
+    axis = graph_def.node.add(name=f"{node.name}/axis", op="Const")
+    axis.attr["dtype"].type = tf.int32.as_datatype_enum
+    axis.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(batch_dims, tf.int32))
+    dtype, indices = node.attr["dtype"].type, node.attr["Tindices"].type
+    node.op = "GatherV2"
+    node.ClearField("attr")
+    node.attr["Tparams"].type = dtype
+    node.attr["Tindices"].type = indices
+    node.attr["Taxis"].type = tf.int32.as_datatype_enum
+    node.attr["batch_dims"].i = batch_dims
+    node.input[0] = read
+    node.input.insert(2, axis.name)
+
+
+def _read_of(variable: str, graph_def: Any, user: str) -> str:
+    """The node that reads `variable` at top level, for an op that needs its value."""
+    read = f"{variable}/Read/ReadVariableOp"
+    if not any(n.name == read for n in graph_def.node):
+        raise _Unsupported(f"variable {variable!r} has no read to pass {user}")
+    return read
 
 
 def _values_into_loop(
@@ -119,10 +148,7 @@ def _values_into_loop(
     reads = {}
     for i in handles:
         name = node_of(loop.input[i])
-        read = f"{name}/Read/ReadVariableOp"
-        if not any(n.name == read for n in graph_def.node):
-            raise _Unsupported(f"variable {name!r} has no read to pass loop {loop.name!r}")
-        reads[i] = (read, variables[name])
+        reads[i] = (_read_of(name, graph_def, f"loop {loop.name!r}"), variables[name])
     for attr in ("cond", "body"):
         function = functions.get(loop.attr[attr].func.name)
         if function is None:
