@@ -262,6 +262,16 @@ def test_freeze_graph_without_output_names_is_one_line_exit_2(trained, tmp_path,
     assert not (tmp_path / "f.pb").exists()
 
 
+def test_freeze_graph_given_a_meta_graph_points_to_meta_in_one_line(trained, tmp_path, capsys):
+    meta = trained["mlp"].prefix + ".meta"
+    code = main(["freeze", "--graph", meta, "--output-names", "x", "-o", str(tmp_path / "f.pb")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.count("\n") == 0
+    assert f"{meta} is a MetaGraphDef; --graph takes a GraphDef (graph.pbtxt). HINT: freeze it " \
+        f"with --meta {meta}." in err
+
+
 def test_freeze_graph_with_another_models_checkpoint_is_refused(trained, tmp_path):
     config = FreezeConfig(output=str(tmp_path / "f.pb"),
                           output_names=tuple(trained["mlp"].expected))

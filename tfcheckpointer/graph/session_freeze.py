@@ -144,6 +144,11 @@ def freeze_graph_file(
             frozen graph differs from the restored one.
     """
     path = os.fspath(path)
+    if path.endswith(naming.META_SUFFIX):
+        raise FreezeError(
+            f"{path} is a MetaGraphDef; --graph takes a GraphDef (graph.pbtxt). "
+            f"HINT: freeze it with --meta {path}."
+        )
     graph_def = read_graph_def(path)
     prefix = resolve_checkpoint(checkpoint, directory=os.path.dirname(path) or ".")
     stored = checkpoint_shapes(prefix)
