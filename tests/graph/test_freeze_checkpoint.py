@@ -327,11 +327,13 @@ def test_a_frozen_graph_given_as_the_checkpoint(run, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        ([], "<command line>: give one of CONFIG, --model MODEL.keras and --meta PREFIX.meta"),
+        ([], "<command line>: give one of CONFIG, --model MODEL.keras, --meta PREFIX.meta and "
+             "--graph GRAPH.pbtxt"),
         (["--meta", "m.meta"], "<command line>: freeze.output: no output path"),
         (["--meta", "m.meta", "-o", "f.onnx"], "freeze.output: expected a path ending in .pb"),
         (["--model", "m.keras", "--set", "a=1"], "--set overrides keys of CONFIG; there is none"),
-        (["--meta", "m.meta", "--import", "my_layers"], "--meta freezes without a Keras model"),
+        (["--meta", "m.meta", "--import", "my_layers"],
+         "--meta and --graph freeze without a Keras model"),
     ],
     ids=["no-source", "no-output", "bad-output", "set-without-config", "import-with-meta"],
 )

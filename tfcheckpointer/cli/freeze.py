@@ -1,4 +1,4 @@
-"""`tfcheckpointer freeze`: a checkpoint into a verified frozen GraphDef, from CONFIG, --model or --meta."""
+"""`tfcheckpointer freeze`: a checkpoint into a verified frozen GraphDef, from CONFIG, --model, --meta or --graph."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tfcheckpointer.errors import ConfigError
 
 
 def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
-    text = "freeze a checkpoint into a verified frozen GraphDef, from CONFIG, --model or --meta"
+    text = "freeze a checkpoint into a verified frozen GraphDef, from CONFIG, --model, --meta or --graph"
     freeze = commands.add_parser("freeze", help=text, description=text, parents=[parent])
     freeze.add_argument(
         "config", nargs="?", help="a YAML job file; its model.factory builds the model"
@@ -32,11 +32,18 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     source.add_argument(
         "--meta", metavar="PREFIX.meta", help="the MetaGraphDef beside a checkpoint (TF1 route)"
     )
+    source.add_argument(
+        "--graph",
+        metavar="GRAPH.pbtxt|GRAPH.pb",
+        help="a GraphDef whose variables are named by checkpoint key (graph.pbtxt beside the "
+        "checkpoints), restored by name like TF's freeze_graph --input_graph; needs --output-names",
+    )
     freeze.add_argument(
         "--checkpoint",
         default="latest",
         metavar="latest|PREFIX|DIR",
-        help="latest (default: the newest in CONFIG's checkpoint.directory or beside --meta), "
+        help="latest (default: the newest in CONFIG's checkpoint.directory or beside --meta / "
+        "--graph), "
         "a checkpoint prefix, or a directory (its newest)",
     )
     freeze.add_argument(
@@ -72,16 +79,18 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
 
 
 def run(args: argparse.Namespace) -> int:
-    given = [s for s in (args.config, args.model, args.meta) if s is not None]
+    given = [s for s in (args.config, args.model, args.meta, args.graph) if s is not None]
     if len(given) != 1:
         raise ConfigError(
-            "give one of CONFIG, --model MODEL.keras and --meta PREFIX.meta", file=COMMAND_LINE
+            "give one of CONFIG, --model MODEL.keras, --meta PREFIX.meta and --graph GRAPH.pbtxt",
+            file=COMMAND_LINE,
         )
+    graph_file = args.meta is not None or args.graph is not None
     if args.overrides and args.config is None:
         raise ConfigError("--set overrides keys of CONFIG; there is none", file=COMMAND_LINE)
-    if args.imports and args.meta is not None:
+    if args.imports and graph_file:
         raise ConfigError(
-            "--import registers Keras classes; --meta freezes without a Keras model",
+            "--import registers Keras classes; --meta and --graph freeze without a Keras model",
             file=COMMAND_LINE,
         )
     job = load_job(args) if args.config is not None else None
@@ -93,8 +102,18 @@ def run(args: argparse.Namespace) -> int:
         verify_tolerance=args.verify_tolerance,
         optimize=args.optimize,
     )
-    import_tensorflow(verbose=args.verbose, keras=args.meta is None)
-    if args.meta is not None:
+    if args.graph is not None and config.output_names is None:
+        raise ConfigError(
+            f"--graph {args.graph}: a GraphDef declares no outputs",
+            file=COMMAND_LINE,
+            hint="pass --output-names (e.g. output/predict)",
+        )
+    import_tensorflow(verbose=args.verbose, keras=not graph_file)
+    if args.graph is not None:
+        from tfcheckpointer.graph.session_freeze import freeze_graph_file
+
+        done = freeze_graph_file(args.graph, config, checkpoint=args.checkpoint)
+    elif args.meta is not None:
         from tfcheckpointer.graph.session_freeze import freeze_meta_graph
 
         done = freeze_meta_graph(args.meta, config, checkpoint=args.checkpoint)

@@ -33,6 +33,7 @@ from tfcheckpointer.checkpoint.variables import make_saver
 from tfcheckpointer.errors import FreezeError
 from tfcheckpointer.graph.keras_freeze import trace
 from tfcheckpointer.graph.nodes import unfreezable_ops
+from tfcheckpointer.graph.reference_graph import reference_graph_def
 from tfcheckpointer.graph.signature import (
     INPUTS_COLLECTION,
     OUTPUTS_COLLECTION,
@@ -118,10 +119,14 @@ def build_meta_graph(
 
 
 def graph_def_of(meta: tf.compat.v1.MetaGraphDef) -> tf.compat.v1.GraphDef:
-    """The value-less GraphDef inside `meta` (variables as `VarHandleOp`s named by key)."""
-    graph_def = tf.compat.v1.GraphDef()
-    graph_def.CopyFrom(meta.graph_def)
-    return graph_def
+    """The value-less GraphDef of `meta` in the form TF1 tools expect (`graph.pbtxt`).
+
+    Reference variables (`VariableV2`) named by checkpoint key, read through
+    `Identity`, so that tools given no `SaverDef` restore by name
+    (`reference_graph.reference_graph_def`). The `.meta` itself keeps resource
+    variables: its Saver restores them, by name or not.
+    """
+    return reference_graph_def(meta)
 
 
 def _check_exportable(model: keras.Model, concrete: Any) -> None:

@@ -23,7 +23,7 @@ from tfcheckpointer.checkpoint.bundle import checkpoint_shapes, is_optimizer_key
 from tfcheckpointer.checkpoint.tf_utils import quiet_tensorflow
 from tfcheckpointer.config.schema import FreezeConfig
 from tfcheckpointer.errors import CheckpointError, FreezeError, RestoreMismatchError, first_line
-from tfcheckpointer.graph.files import read_meta_graph_def
+from tfcheckpointer.graph.files import read_graph_def, read_meta_graph_def
 from tfcheckpointer.graph.graph_signature import (
     check_inputs_used,
     meta_signature,
@@ -106,6 +106,114 @@ def freeze_meta_graph(
                 description={"step": step, "checkpoint": prefix, "meta_graph": meta},
             )
     return FrozenCheckpoint(published, prefix, step)
+
+
+def freeze_graph_file(
+    path: str,
+    config: FreezeConfig,
+    *,
+    checkpoint: str = LATEST,
+    probe: ProbeLike = None,
+    size_limit: int = PROTOBUF_LIMIT_BYTES,
+) -> FrozenCheckpoint:
+    """Freeze a checkpoint with a bare GraphDef, as TF's `freeze_graph --input_graph` does.
+
+    Example:
+
+    ```python
+    freeze_graph_file("runs/ckpt/graph.pbtxt", FreezeConfig(output="model.pb",
+                      output_names=("output/predict",)), checkpoint="runs/ckpt/model.ckpt-100")
+    ```
+
+    The GraphDef has no Saver, so each variable the outputs read is restored
+    from the checkpoint key of its name (reference or resource variables).
+
+    Args:
+        path: A GraphDef (`.pbtxt` text, else binary), e.g. the `graph.pbtxt`
+            written beside the checkpoints.
+        config: How to freeze; `output_names` is required (a GraphDef declares
+            none). Placeholders the outputs need beyond `input_names` become inputs.
+        checkpoint: `latest` (the newest beside `path`), a directory or a prefix.
+        probe: Verification inputs; by default a deterministic random batch.
+        size_limit: Largest GraphDef accepted, in bytes.
+
+    Raises:
+        RestoreMismatchError: The checkpoint lacks a variable the outputs read,
+            or holds it in another shape.
+        FreezeError: `path` is not a GraphDef, a name is not in it, or the
+            frozen graph differs from the restored one.
+    """
+    path = os.fspath(path)
+    if path.endswith(naming.META_SUFFIX):
+        raise FreezeError(
+            f"{path} is a MetaGraphDef; --graph takes a GraphDef (graph.pbtxt). "
+            f"HINT: freeze it with --meta {path}."
+        )
+    graph_def = read_graph_def(path)
+    prefix = resolve_checkpoint(checkpoint, directory=os.path.dirname(path) or ".")
+    stored = checkpoint_shapes(prefix)
+    step = read_step(prefix, stored)[0]
+    graph = tf.Graph()
+    with graph.as_default(), quiet_tensorflow():
+        try:
+            tf.compat.v1.import_graph_def(graph_def, name="")
+        except (ValueError, TypeError, KeyError, tf.errors.OpError) as error:
+            raise FreezeError(f"Cannot import {path} into a graph: {first_line(error)}") from None
+        imported = graph.as_graph_def()
+        # An empty MetaGraphDef declares nothing: the names come from `config`.
+        signature = meta_signature(graph, imported, tf.compat.v1.MetaGraphDef(), path, config)
+        needed = subgraph_nodes(imported, [o.name for o in signature.outputs])
+        check_inputs_used(signature, needed, path)
+        var_list = _variables_by_name(graph, needed, prefix, stored, path)
+        with tf.compat.v1.Session(graph=graph) as session:
+            try:
+                tf.compat.v1.train.Saver(var_list=var_list).restore(session, prefix)
+            except (ValueError, tf.errors.OpError) as error:
+                raise CheckpointError(
+                    f"Cannot restore checkpoint {prefix}: {first_line(error)}"
+                ) from None
+            published = _freeze_live_session(
+                session, imported, signature, config, label=path, probe=probe,
+                size_limit=size_limit,
+                description={"step": step, "checkpoint": prefix, "graph_def": path},
+            )
+    return FrozenCheckpoint(published, prefix, step)
+
+
+def _variables_by_name(
+    graph: tf.Graph, needed: set[str], prefix: str, stored: Mapping[str, list[int]], path: str
+) -> dict[str, tf.Tensor]:
+    """`{checkpoint key: tensor}` for the variables the outputs read, each keyed by its name.
+
+    A reference variable is its own tensor; a resource variable is given as
+    one of its reads, which is what `Saver` accepts for a handle in a graph.
+    """
+    var_list: dict[str, tf.Tensor] = {}
+    missing: list[str] = []
+    mismatched: dict[str, tuple[Sequence[int], Sequence[int]]] = {}
+    for op in graph.get_operations():
+        if op.name not in needed or op.type not in ("VariableV2", "VarHandleOp"):
+            continue
+        shape = tf.TensorShape(op.get_attr("shape"))
+        if op.name not in stored:
+            missing.append(op.name)
+            continue
+        if shape.is_fully_defined() and shape.as_list() != list(stored[op.name]):
+            mismatched[op.name] = (shape.as_list(), stored[op.name])
+            continue
+        if op.type == "VariableV2":
+            var_list[op.name] = op.outputs[0]
+        else:
+            reads = [c for c in op.outputs[0].consumers() if c.type == "ReadVariableOp"]
+            if not reads:
+                raise FreezeError(f"Variable {op.name!r} of {path} is never read; it cannot be restored.")
+            var_list[op.name] = reads[0].outputs[0]
+    if missing or mismatched:
+        raise RestoreMismatchError(
+            prefix, missing=missing, mismatched=mismatched,
+            hint=f"give a checkpoint of the run that wrote {path}.",
+        )
+    return var_list
 
 
 def freeze_session(
