@@ -328,3 +328,28 @@ def test_a_large_constant_the_model_closes_over_is_kept(tmp_path):
         tf.compat.v1.train.import_meta_graph(meta)
         got = session.run("y:0", {"x:0": np.ones((1, 300), "float32")})
     np.testing.assert_array_equal(got[0], offset.numpy() + 1)
+
+
+class _GatherNd(keras.layers.Layer):
+    """`tf.gather_nd` on a variable: a traced graph TensorFlow cannot import again."""
+
+    def build(self, shape):
+        self.table = self.add_weight(shape=(5, 3), name="table")
+
+    def call(self, ids):
+        return tf.gather_nd(self.table.value, tf.cast(ids, "int32"))
+
+
+def test_a_graph_tensorflow_cannot_reimport_costs_the_meta_not_the_checkpoints(tmp_path, caplog):
+    from tests.helpers import steps_on_disk
+    from tfcheckpointer import CheckpointCallback
+
+    inputs = keras.Input((1,), dtype="int32")
+    model = keras.Model(inputs, keras.layers.Dense(1)(_GatherNd()(inputs)))
+    model.compile("sgd", "mse")
+    model.fit(np.array([[1], [2], [3], [4]]), np.ones((4, 1)), batch_size=2, verbose=0,
+              callbacks=[CheckpointCallback(directory=str(tmp_path), every_n_steps=1)])
+    assert steps_on_disk(tmp_path) == [1, 2]
+    assert not list(tmp_path.glob("*.meta")) and not (tmp_path / "graph.pbtxt").exists()
+    (warning,) = [r.getMessage() for r in caplog.records if "without a .meta" in r.getMessage()]
+    assert "Cannot build a .meta for model" in warning and "\n" not in warning

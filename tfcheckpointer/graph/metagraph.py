@@ -30,7 +30,7 @@ from tensorflow.core.protobuf import meta_graph_pb2
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.tf_utils import tf_variable
 from tfcheckpointer.checkpoint.variables import make_saver
-from tfcheckpointer.errors import FreezeError
+from tfcheckpointer.errors import FreezeError, first_line
 from tfcheckpointer.graph.keras_freeze import trace
 from tfcheckpointer.graph.nodes import unfreezable_ops
 from tfcheckpointer.graph.reference_graph import reference_graph_def
@@ -80,8 +80,28 @@ def build_meta_graph(
     concrete = trace(model, signature)
     _check_exportable(model, concrete)
     _check_names_survived(concrete, signature)
-    key_of_handle = {id(tf_variable(v).handle): key for key, v in variables.items()}
+    try:
+        meta, rewire = _export(model, signature, variables, concrete)
+    except (ValueError, TypeError, tf.errors.OpError) as error:
+        # TensorFlow's import and shape inference of a traced graph it cannot take again
+        # (e.g. `tf.gather_nd` on a variable loses the handle's shape): one line, not a trace.
+        raise FreezeError(
+            f"Cannot build a .meta for model {model.name!r}: {first_line(error)}"
+        ) from None
+    _rewire(meta.graph_def, rewire)
+    _drop_loop_shape_hints(meta.graph_def)
+    meta.signature_def[SERVING_SIGNATURE_KEY].CopyFrom(_serving_signature(signature))
+    return meta
 
+
+def _export(
+    model: keras.Model,
+    signature: ModelSignature,
+    variables: Mapping[str, Any],
+    concrete: Any,
+) -> tuple[tf.compat.v1.MetaGraphDef, dict[str, str]]:
+    """The MetaGraphDef before rewiring, and `{captured placeholder: variable or constant}`."""
+    key_of_handle = {id(tf_variable(v).handle): key for key, v in variables.items()}
     graph = tf.Graph()
     with graph.as_default():
         # Imported first, into an empty graph, so every name stays as traced: importing
@@ -112,10 +132,7 @@ def build_meta_graph(
         meta = tf.compat.v1.train.export_meta_graph(
             graph=graph, saver_def=saver.as_saver_def(), clear_devices=True
         )
-    _rewire(meta.graph_def, rewire)
-    _drop_loop_shape_hints(meta.graph_def)
-    meta.signature_def[SERVING_SIGNATURE_KEY].CopyFrom(_serving_signature(signature))
-    return meta
+    return meta, rewire
 
 
 def graph_def_of(meta: tf.compat.v1.MetaGraphDef) -> tf.compat.v1.GraphDef:

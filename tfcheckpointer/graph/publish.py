@@ -105,7 +105,7 @@ def publish_frozen_graph(
         try:
             as_text = output.endswith(".pbtxt")
             actual = run_graph_def(read_graph_def(temp, as_text=as_text), signature, inputs)
-        except (tf.errors.OpError, CheckpointError) as error:
+        except (tf.errors.OpError, CheckpointError, ValueError) as error:
             raise FreezeError(
                 f"The frozen graph does not run in a TF1 session: {first_line(error)}; "
                 "nothing was published."
