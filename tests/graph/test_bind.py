@@ -8,6 +8,7 @@ import logging
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.framework import attr_value_pb2
 
 from tests.cli.test_cli import run_cli
 from tests.helpers import run_in_tf1_session
@@ -46,8 +47,12 @@ def control_flow(version: str):
         tf.compat.v1.enable_control_flow_v2()
 
 
-def build_graph(version: str = "v2", *, required: bool = False):
-    """Dense, batch norm and dropout switched by `is_training`; returns (graph, train_op, feeds)."""
+def build_graph(version: str = "v2", *, required: bool = False, lowered: bool = True):
+    """Dense, batch norm and dropout switched by `is_training`; returns (graph, train_op, feeds).
+
+    `lowered=False` marks the v2 `If` ops as XLA-compiled code does, so that
+    Grappler leaves them as they are.
+    """
     graph = tf.Graph()
     with graph.as_default(), control_flow(version):
         tf.compat.v1.set_random_seed(0)
@@ -65,6 +70,9 @@ def build_graph(version: str = "v2", *, required: bool = False):
         loss = tf.reduce_mean(tf.square(prediction - targets))
         with tf.control_dependencies(tf.compat.v1.get_collection(tf.compat.v1.GraphKeys.UPDATE_OPS)):
             train_op = tf.compat.v1.train.AdamOptimizer(0.05).minimize(loss, global_step=global_step)
+    for op in graph.get_operations():
+        if op.type in ("If", "StatelessIf") and not lowered:
+            op._set_attr("_lower_using_switch_merge", attr_value_pb2.AttrValue(b=False))
     return graph, train_op, {inputs: X, targets: Y, training: True}
 
 
@@ -122,9 +130,9 @@ def test_freeze_meta_with_a_constant_freezes_the_inference_branch_only(trained):
     assert_inference_only(trained / "cli.pb", inference_outputs(trained / "ckpt"))
 
 
-def save_untrained(directory, version: str, *, required: bool = False) -> str:
+def save_untrained(directory, version: str, **options) -> str:
     """The switch graph's `.meta` and an untrained checkpoint, as a TF1 program writes them."""
-    graph, _, _ = build_graph(version, required=required)
+    graph, _, _ = build_graph(version, **options)
     with graph.as_default(), tf.compat.v1.Session() as session:
         session.run(tf.compat.v1.global_variables_initializer())
         tf.compat.v1.train.Saver().save(session, str(directory / "model.ckpt"), global_step=1)
@@ -137,8 +145,8 @@ def freeze_cli(capsys, *args: str) -> tuple[int, list[str]]:
     return status, capsys.readouterr().err.splitlines()
 
 
-def test_freeze_meta_of_control_flow_v2_unbound_is_one_line_with_a_hint(tmp_path, capsys):
-    meta = save_untrained(tmp_path, "v2")
+def test_freeze_meta_of_unlowered_control_flow_v2_is_one_line_with_a_hint(tmp_path, capsys):
+    meta = save_untrained(tmp_path, "v2", lowered=False)
     status, lines = freeze_cli(
         capsys, "--meta", meta, "-o", str(tmp_path / "f.pb"), "--input-names", "inputs/X",
         "--output-names", "output/predict",
@@ -147,10 +155,10 @@ def test_freeze_meta_of_control_flow_v2_unbound_is_one_line_with_a_hint(tmp_path
     assert lines[-1] == (
         "tfcheckpointer: error: The frozen graph does not run in a TF1 session: Return "
         "readvariableop -> ReadVariableOp:value:0 is not found.; nothing was published. HINT: its "
-        "control flow v2 ops (batch_normalization/cond, batch_normalization/cond_1, "
-        "batch_normalization/cond_2, ...) cannot be frozen over variables: bind the placeholder "
-        "they switch on with freeze.constants (e.g. is_training: false), or build the graph "
-        "after tf.compat.v1.disable_control_flow_v2()."
+        "control flow v2 ops (batch_normalization/cond, batch_normalization/cond_1, dropout/cond) "
+        "are marked not to be lowered to Switch/Merge (_lower_using_switch_merge), and the "
+        "variables their branches read cannot be frozen; build the graph after "
+        "tf.compat.v1.disable_control_flow_v2()."
     )
     assert not (tmp_path / "f.pb").exists()
 
@@ -208,11 +216,12 @@ def test_a_required_bool_placeholder_can_be_bound(tmp_path):
     assert_inference_only(tmp_path / "f.pb", expected)
 
 
-def test_an_unbound_switch_with_a_default_is_warned_of(tmp_path, caplog):
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_an_unbound_switch_with_a_default_is_warned_of_and_kept(tmp_path, caplog, version):
     config = FreezeConfig(output=str(tmp_path / "f.pb"), input_names=("inputs/X",),
                           output_names=("output/predict",))
-    with caplog.at_level(logging.WARNING, logger="tfcheckpointer"), live_session("v1") as session:
-        freeze_session(session, config)
+    with caplog.at_level(logging.WARNING, logger="tfcheckpointer"), live_session(version) as session:
+        assert freeze_session(session, config).max_abs_diff == 0.0
     assert any(
         "is_training (bool, with a default) of the session's graph stays in the frozen graph" in m
         and "HINT: bind it with freeze.constants: {is_training: false}." in m

@@ -5,7 +5,7 @@ A TF1 model switches between training and inference on a placeholder
 `batch_normalization(training=...)`, `dropout(training=...)`). Frozen as is,
 the graph keeps both branches and the switch as an input. Binding the
 placeholder to a `Const` makes the switch's predicate constant, so that
-`optimize.prune_bound_branches` can drop the branch not taken.
+`optimize.prune_control_flow` can drop the branch not taken.
 """
 
 from __future__ import annotations

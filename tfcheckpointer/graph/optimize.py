@@ -53,7 +53,10 @@ branches, since each `Merge` reads both.
 """
 
 _HINT = "HINT: set freeze.optimize: false to publish the graph unoptimized."
-_PRUNE_HINT = "HINT: leave freeze.constants out to freeze the graph with every branch."
+_PRUNE_HINT = (
+    "HINT: freeze without freeze.constants, or build the graph after "
+    "tf.compat.v1.disable_control_flow_v2()."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,13 +97,14 @@ def optimize_graph_def(
     return optimized, report
 
 
-def prune_bound_branches(
+def prune_control_flow(
     graph_def: tf.compat.v1.GraphDef, signature: ModelSignature
 ) -> tf.compat.v1.GraphDef:
-    """`graph_def` (variables and all) without the branches its constant switches do not take.
+    """`graph_def` (variables and all) with `If` ops lowered, less the branches never taken.
 
-    Run before `convert_variables_to_constants`, which cannot freeze variables
-    read inside an `If`'s branch functions.
+    A branch is never taken when its switch's predicate is constant
+    (`freeze.constants` bound it). Run before `convert_variables_to_constants`,
+    which cannot freeze variables read inside an `If`'s branch functions.
 
     Raises:
         FreezeError: Grappler failed, or lost or changed an input or output.

@@ -9,9 +9,11 @@ file is checked against the session it was frozen from, and published as
 
 With `freeze.constants` the named placeholders (`is_training`) are bound to
 constants first (`bind.bind_placeholders`) and the branches their switches
-no longer take are pruned (`optimize.prune_bound_branches`), so the frozen
+no longer take are pruned (`optimize.prune_control_flow`), so the frozen
 graph holds the inference branch only; the session it is checked against is
-fed the same values.
+fed the same values. Control flow v2 (`If` ops) is lowered into
+`Switch`/`Merge` the same way, bound or not: `convert_variables_to_constants`
+cannot freeze the variables an `If`'s branch functions read.
 """
 
 from __future__ import annotations
@@ -191,10 +193,10 @@ def _freeze_live_session(
     (`{"is_training:0": False}`); the session is fed them when it is the
     reference, and the branches they leave untaken are pruned first.
     """
-    if bound:
-        from tfcheckpointer.graph.optimize import prune_bound_branches
+    if bound or _control_flow_v2(graph_def):
+        from tfcheckpointer.graph.optimize import prune_control_flow
 
-        graph_def = prune_bound_branches(graph_def, signature)
+        graph_def = prune_control_flow(graph_def, signature)
     hint = _control_flow_hint(graph_def)
     try:
         frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
@@ -233,22 +235,29 @@ _FUNCTIONAL_CONTROL_FLOW = frozenset(
 )
 
 
+def _control_flow_v2(graph_def: Any) -> list[str]:
+    """The graph's control flow v2 nodes (`If`, `While`, ...), sorted by name."""
+    return sorted(n.name for n in graph_def.node if n.op in _FUNCTIONAL_CONTROL_FLOW)
+
+
 def _control_flow_hint(graph_def: Any) -> str:
-    """A hint for a failed freeze of a graph with control flow v2 ops, else ''.
+    """A hint for a failed freeze of a graph with control flow v2 ops left, else ''.
 
     `convert_variables_to_constants` folds the variables an `If`'s branch
     functions read into constants but leaves the functions naming the read's
     output, so the frozen graph fails to run ("Return readvariableop ->
-    ReadVariableOp:value:0 is not found").
+    ReadVariableOp:value:0 is not found"). Grappler lowers such ops first,
+    except those marked not to be (`_lower_using_switch_merge: false`, as
+    XLA-compiled code marks them).
     """
-    nodes = sorted(n.name for n in graph_def.node if n.op in _FUNCTIONAL_CONTROL_FLOW)
+    nodes = _control_flow_v2(graph_def)
     if not nodes:
         return ""
     shown = ", ".join(nodes[:3]) + (", ..." if len(nodes) > 3 else "")
     return (
-        f" HINT: its control flow v2 ops ({shown}) cannot be frozen over variables: bind the "
-        "placeholder they switch on with freeze.constants (e.g. is_training: false), or build "
-        "the graph after tf.compat.v1.disable_control_flow_v2()."
+        f" HINT: its control flow v2 ops ({shown}) are marked not to be lowered to Switch/Merge "
+        "(_lower_using_switch_merge), and the variables their branches read cannot be frozen; "
+        "build the graph after tf.compat.v1.disable_control_flow_v2()."
     )
 
 
