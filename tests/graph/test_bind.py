@@ -155,7 +155,7 @@ def test_freeze_meta_of_unlowered_control_flow_v2_is_one_line_with_a_hint(tmp_pa
     assert lines[-1] == (
         "tfcheckpointer: error: The frozen graph does not run in a TF1 session: Return "
         "readvariableop -> ReadVariableOp:value:0 is not found.; nothing was published. HINT: its "
-        "control flow v2 ops (batch_normalization/cond, batch_normalization/cond_1, dropout/cond) "
+        "control flow v2 conditionals (batch_normalization/cond, batch_normalization/cond_1, dropout/cond) "
         "are marked not to be lowered to Switch/Merge (_lower_using_switch_merge), and the "
         "variables their branches read cannot be frozen; build the graph after "
         "tf.compat.v1.disable_control_flow_v2()."
@@ -271,3 +271,21 @@ def test_a_keras_model_refuses_constants(tmp_path):
                        r"a TF1 graph; Keras model '.*' is frozen with training=False"):
         freeze_model(mlp(), config)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_while_loop_is_frozen_as_it_is(tmp_path):
+    graph = tf.Graph()
+    with graph.as_default():
+        inputs = tf.compat.v1.placeholder(tf.float32, [None, 3], name="inputs/X")
+        weights = tf.compat.v1.get_variable("w", [3, 3])
+        _, looped = tf.compat.v1.while_loop(
+            lambda i, x: i < 3, lambda i, x: (i + 1, tf.matmul(x, weights)), [0, inputs]
+        )
+        tf.identity(looped, name="output/predict")
+    config = FreezeConfig(output=str(tmp_path / "f.pb"), input_names=("inputs/X",),
+                          output_names=("output/predict",))
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        session.run(tf.compat.v1.global_variables_initializer())
+        assert freeze_session(session, config).max_abs_diff == 0.0
+    # Not lowered to a control flow v1 loop, which TFLite cannot convert.
+    assert "While" in {n.op for n in read_graph_def(str(tmp_path / "f.pb")).node}

@@ -11,9 +11,10 @@ With `freeze.constants` the named placeholders (`is_training`) are bound to
 constants first (`bind.bind_placeholders`) and the branches their switches
 no longer take are pruned (`optimize.prune_control_flow`), so the frozen
 graph holds the inference branch only; the session it is checked against is
-fed the same values. Control flow v2 (`If` ops) is lowered into
-`Switch`/`Merge` the same way, bound or not: `convert_variables_to_constants`
-cannot freeze the variables an `If`'s branch functions read.
+fed the same values. A graph with control flow v2 conditionals (`If` ops)
+is lowered into `Switch`/`Merge` the same way, bound or not:
+`convert_variables_to_constants` cannot freeze the variables an `If`'s branch
+functions read.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def _freeze_live_session(
     (`{"is_training:0": False}`); the session is fed them when it is the
     reference, and the branches they leave untaken are pruned first.
     """
-    if bound or _control_flow_v2(graph_def):
+    if bound or _conditionals_v2(graph_def):
         from tfcheckpointer.graph.optimize import prune_control_flow
 
         graph_def = prune_control_flow(graph_def, signature)
@@ -230,18 +231,18 @@ def _freeze_live_session(
         raise FreezeError(f"{error}{hint}") from None
 
 
-_FUNCTIONAL_CONTROL_FLOW = frozenset(
-    {"If", "StatelessIf", "Case", "StatelessCase", "While", "StatelessWhile"}
-)
+# `While` is not among them: it freezes as it is (a Keras LSTM's loop does), and
+# lowering it would give TFLite, which refuses control flow v1, a loop it cannot convert.
+_CONDITIONAL_OPS = frozenset({"If", "StatelessIf", "Case", "StatelessCase"})
 
 
-def _control_flow_v2(graph_def: Any) -> list[str]:
-    """The graph's control flow v2 nodes (`If`, `While`, ...), sorted by name."""
-    return sorted(n.name for n in graph_def.node if n.op in _FUNCTIONAL_CONTROL_FLOW)
+def _conditionals_v2(graph_def: Any) -> list[str]:
+    """The graph's control flow v2 conditionals (`If`, `Case`), sorted by name."""
+    return sorted(n.name for n in graph_def.node if n.op in _CONDITIONAL_OPS)
 
 
 def _control_flow_hint(graph_def: Any) -> str:
-    """A hint for a failed freeze of a graph with control flow v2 ops left, else ''.
+    """A hint for a failed freeze of a graph with control flow v2 conditionals left, else ''.
 
     `convert_variables_to_constants` folds the variables an `If`'s branch
     functions read into constants but leaves the functions naming the read's
@@ -250,12 +251,12 @@ def _control_flow_hint(graph_def: Any) -> str:
     except those marked not to be (`_lower_using_switch_merge: false`, as
     XLA-compiled code marks them).
     """
-    nodes = _control_flow_v2(graph_def)
+    nodes = _conditionals_v2(graph_def)
     if not nodes:
         return ""
     shown = ", ".join(nodes[:3]) + (", ..." if len(nodes) > 3 else "")
     return (
-        f" HINT: its control flow v2 ops ({shown}) are marked not to be lowered to Switch/Merge "
+        f" HINT: its control flow v2 conditionals ({shown}) are marked not to be lowered to Switch/Merge "
         "(_lower_using_switch_merge), and the variables their branches read cannot be frozen; "
         "build the graph after tf.compat.v1.disable_control_flow_v2()."
     )
