@@ -130,10 +130,16 @@ def test_freeze_meta_with_a_constant_freezes_the_inference_branch_only(trained):
     assert_inference_only(trained / "cli.pb", inference_outputs(trained / "ckpt"))
 
 
-def save_untrained(directory, version: str, **options) -> str:
-    """The switch graph's `.meta` and an untrained checkpoint, as a TF1 program writes them."""
+def save_untrained(directory, version: str, *, declared: bool = False, **options) -> str:
+    """The switch graph's `.meta` and an untrained checkpoint, as a TF1 program writes them.
+
+    `declared` lists `inputs/X` and `is_training` in its `inputs` collection.
+    """
     graph, _, _ = build_graph(version, **options)
     with graph.as_default(), tf.compat.v1.Session() as session:
+        if declared:
+            for name in ("inputs/X", "is_training"):
+                tf.compat.v1.add_to_collection("inputs", graph.get_tensor_by_name(f"{name}:0"))
         session.run(tf.compat.v1.global_variables_initializer())
         tf.compat.v1.train.Saver().save(session, str(directory / "model.ckpt"), global_step=1)
     return str(directory / "model.ckpt-1.meta")
@@ -289,3 +295,16 @@ def test_a_while_loop_is_frozen_as_it_is(tmp_path):
         assert freeze_session(session, config).max_abs_diff == 0.0
     # Not lowered to a control flow v1 loop, which TFLite cannot convert.
     assert "While" in {n.op for n in read_graph_def(str(tmp_path / "f.pb")).node}
+
+
+def test_a_bound_placeholder_the_meta_declares_an_input_is_no_input(tmp_path):
+    import json
+
+    from tfcheckpointer.graph.session_freeze import freeze_meta_graph
+
+    meta = save_untrained(tmp_path, "v1", declared=True)
+    config = FreezeConfig(output=str(tmp_path / "f.pb"), output_names=("output/predict",),
+                          constants={"is_training": False})
+    freeze_meta_graph(meta, config)
+    sidecar = json.loads((tmp_path / "f.pb.json").read_text())
+    assert [i["name"] for i in sidecar["inputs"]] == ["inputs/X"]

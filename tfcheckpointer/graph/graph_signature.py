@@ -42,7 +42,10 @@ def meta_signature(
     if config.input_names is not None:
         input_names = list(config.input_names)
     else:
-        input_names = [name for name in declared_inputs if name in needed]
+        # A declared input that is bound is a constant now, no input.
+        input_names = [
+            name for name in declared_inputs if name in needed and name not in config.constants
+        ]
     # Placeholders the outputs read must be fed, named or not; but a bool one is a
     # training switch, which every consumer would have to feed.
     unnamed = [
