@@ -210,6 +210,21 @@ class VerificationError(FreezeError):
         )
 
 
+def tensorflow_error_line(error: BaseException) -> str:
+    """One line for a TensorFlow error: its first line that says something, and its node.
+
+    A session's errors start with a bare "Graph execution error:" line; what
+    went wrong, and where, is in the lines after it.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    telling = [line for line in lines if not line.endswith("execution error:")] or lines
+    text = telling[0] if telling else type(error).__name__
+    node = getattr(getattr(error, "op", None), "name", None)
+    if node and node not in text:
+        text += f" (node {node})"
+    return text
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an error's text, or its type's name: enough for a one-line message."""
     text = str(error).strip()

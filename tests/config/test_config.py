@@ -834,3 +834,39 @@ def test_a_bad_freeze_probe_is_rejected(probe, key, message):
         parse_config(valid_with("freeze", "probe", probe))
 
     assert info.value.key == key
+
+
+# --- freeze.constants ------------------------------------------------------------
+
+
+def test_freeze_constants_bind_node_names_to_booleans_and_numbers(tmp_path):
+    path = tmp_path / "job.yaml"
+    path.write_text(textwrap.dedent("""\
+        checkpoint: {directory: /c, every_n_steps: 1}
+        freeze:
+          output: /m.pb
+          constants: {is_training: false, model/keep_prob: 1.0, mode: 0}
+    """))
+    constants = load_config(path).freeze.constants
+    assert constants == {"is_training": False, "model/keep_prob": 1.0, "mode": 0}
+    assert parse_config(VALID).freeze.constants == {}
+
+
+@pytest.mark.parametrize(
+    ("constants", "key", "message"),
+    [
+        ([True], "freeze.constants", r"expected a mapping, got \[True\] \(list\)"),
+        ({"is_training": "no"}, "freeze.constants.is_training",
+         r"expected a boolean or a number, got 'no' \(str\) HINT: e.g. is_training: false"),
+        ({"is_training": None}, "freeze.constants.is_training", "expected a boolean or a number, got null"),
+        ({"is_training:0": False}, "freeze.constants",
+         r"expected TensorFlow node names as keys .*, got 'is_training:0' \(str\) HINT: write 'is_training'"),
+        ({"x": True}, "freeze.constants.x",
+         "'x' is bound to a constant and listed in input_names HINT: a bound placeholder is no "
+         "input of the frozen graph; drop one of the two"),
+    ],
+)
+def test_bad_freeze_constants_are_refused(constants, key, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_config(valid_with("freeze", "constants", constants), source="job.yaml")
+    assert (info.value.key, info.value.file) == (key, "job.yaml")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+import yaml
 
 from tfcheckpointer.cli.common import (
     COMMAND_LINE,
@@ -72,6 +74,14 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
         default=None,
         help="fold constants and drop what inference does not need (freeze.optimize)",
     )
+    freeze.add_argument(
+        "--constant",
+        action="append",
+        dest="constants",
+        metavar="NAME=VALUE",
+        help="bind placeholder NAME to VALUE (YAML: false, 0.5) before freezing, e.g. "
+        "is_training=false, so only the inference branch is kept (repeatable; freeze.constants)",
+    )
     add_import_option(freeze, "before building or loading the model, so that its "
                       "@keras.saving.register_keras_serializable() classes are found")
     add_set_option(freeze, "freeze.output=model.pb")
@@ -101,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         output_names=_split_names(args.output_names),
         verify_tolerance=args.verify_tolerance,
         optimize=args.optimize,
+        constants=_constants(args.constants),
     )
     if args.graph is not None and config.output_names is None:
         raise ConfigError(
@@ -142,6 +153,28 @@ def _split_names(values: list[str] | None) -> list[str] | None:
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
+def _constants(values: list[str] | None) -> dict[str, object] | None:
+    """`--constant is_training=false --constant rate=0.5` -> {is_training: False, rate: 0.5}."""
+    if values is None:
+        return None
+    constants = {}
+    for text in values:
+        name, equals, value = text.partition("=")
+        if not equals or not name.strip():
+            raise ConfigError(
+                f"expected NAME=VALUE, got {text!r}", file=COMMAND_LINE, key="--constant",
+                hint="e.g. --constant is_training=false",
+            )
+        try:
+            constants[name.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(
+                f"cannot read the value {value!r} as YAML", file=COMMAND_LINE, key="--constant",
+                hint="e.g. --constant is_training=false",
+            ) from None
+    return constants
+
+
 def freeze_settings(
     base: FreezeConfig | None = None,
     *,
@@ -150,13 +183,14 @@ def freeze_settings(
     output_names: Sequence[str] | None = None,
     verify_tolerance: float | None = None,
     optimize: bool | None = None,
+    constants: Mapping[str, object] | None = None,
     source: str = COMMAND_LINE,
 ) -> FreezeConfig:
     """`base` (a job's `freeze:` section, or the defaults) with the given values replacing its own.
 
     The values are checked as the YAML keys are (`freeze.output` must end in
     `.pb` or `.pbtxt`, names are node names); a tensor name `name:0` is
-    accepted for a node name.
+    accepted for a node name. `constants` are added to the base's.
 
     Raises:
         ConfigError: No output path at all, or a value the YAML key would refuse.
@@ -167,6 +201,8 @@ def freeze_settings(
         "output_names": _node_names(output_names),
         "verify_tolerance": verify_tolerance,
         "optimize": optimize,
+        # Added to the base's: each --constant binds one more placeholder.
+        "constants": None if constants is None else {**(base.constants if base else {}), **constants},
     }
     given = {key: value for key, value in given.items() if value is not None}
     if base is None and "output" not in given:
@@ -176,8 +212,10 @@ def freeze_settings(
             key="freeze.output",
             hint="pass --output PATH.pb (or give the job file a freeze: section)",
         )
+    # The base's names come along, so that a constant given here is checked against them.
+    names = {"input_names": base.input_names} if base and "input_names" not in given else {}
     checked = parse_freeze_section(
-        {"output": base.output if base else None, **given}, source=source
+        {"output": base.output if base else None, **names, **given}, source=source
     )
     assert checked is not None  # a mapping was given
     return dataclasses.replace(

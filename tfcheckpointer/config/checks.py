@@ -232,6 +232,25 @@ def node_names(context: Context, key: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def node_constants(context: Context, key: str, value: Any) -> dict[str, bool | int | float]:
+    """`{node name: bool or number}`: placeholders to bind before freezing a TF1 graph."""
+    constants = mapping(context, key, value)
+    for name, constant in constants.items():
+        item_key = f"{key}.{name}"
+        if not isinstance(name, str) or not _NODE_NAME.fullmatch(name):
+            raise context.expected(
+                key, "TensorFlow node names as keys (letters, digits and _ . - / >)", name,
+                hint=f"write {name.partition(':')[0]!r}" if isinstance(name, str) else None,
+            )
+        if not isinstance(constant, (bool, int, float)) or (
+            isinstance(constant, float) and not math.isfinite(constant)
+        ):
+            raise context.expected(
+                item_key, "a boolean or a number", constant, hint=f"e.g. {name}: false"
+            )
+    return constants
+
+
 def signal_names(context: Context, key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)):
         raise context.expected(key, "a list of signal names (SIGTERM, SIGINT)", value)

@@ -43,6 +43,7 @@ from tfcheckpointer.config.checks import (
     join,
     keyword_arguments,
     mapping,
+    node_constants,
     node_names,
     number,
     or_null,
@@ -322,6 +323,15 @@ def _freeze(context: Context, prefix: str, data: Any) -> FreezeConfig:
                 message = f"duplicate node name {name!r}, also at {first_seen[name]}"
                 raise context.error(key, message)
             first_seen[name] = key
+    if values.get("constants") is None:
+        values.pop("constants", None)
+    for name in values.get("constants") or {}:
+        if name in (values.get("input_names") or ()):
+            raise context.error(
+                f"{join(prefix, 'constants')}.{name}",
+                f"{name!r} is bound to a constant and listed in input_names",
+                hint="a bound placeholder is no input of the frozen graph; drop one of the two",
+            )
     return FreezeConfig(**values)
 
 
@@ -368,6 +378,7 @@ _FREEZE_FIELDS: dict[str, Check] = {
     "optimize": boolean,
     "required": boolean,
     "probe": or_null(_factory),
+    "constants": or_null(node_constants),
 }
 _FACTORY_FIELDS: dict[str, Check] = {"factory": factory_reference, "kwargs": keyword_arguments}
 # Passed to keras `Model.fit` as keyword arguments.

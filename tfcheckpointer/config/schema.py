@@ -57,6 +57,8 @@ class FreezeConfig:
     required: bool = True
     probe: FactoryConfig | None = None
     """A factory whose result is the verification batch (see `graph.probe`)."""
+    constants: dict[str, bool | int | float] = field(default_factory=dict)
+    """TF1 graphs: placeholders bound to a value before freezing (`{is_training: false}`)."""
 
 
 @dataclass(frozen=True)

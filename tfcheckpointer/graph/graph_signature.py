@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfcheckpointer.config.schema import FreezeConfig
 from tfcheckpointer.errors import FreezeError
+from tfcheckpointer.graph.bind import unbound_switch_error
 from tfcheckpointer.graph.nodes import is_resource_placeholder, node_of
 from tfcheckpointer.graph.signature import (
     INPUTS_COLLECTION,
@@ -41,16 +42,24 @@ def meta_signature(
     if config.input_names is not None:
         input_names = list(config.input_names)
     else:
-        input_names = [name for name in declared_inputs if name in needed]
-    # Placeholders the outputs read must be fed, named or not.
-    input_names += [
-        node.name
+        # A declared input that is bound is a constant now, no input.
+        input_names = [
+            name for name in declared_inputs if name in needed and name not in config.constants
+        ]
+    # Placeholders the outputs read must be fed, named or not; but a bool one is a
+    # training switch, which every consumer would have to feed.
+    unnamed = [
+        node
         for node in graph_def.node
         if node.name in needed
         and node.op == "Placeholder"
         and not is_resource_placeholder(node)
         and node.name not in input_names
     ]
+    for node in unnamed:
+        if node.attr["dtype"].type == tf.bool.as_datatype_enum:
+            raise unbound_switch_error(node.name, meta)
+    input_names += [node.name for node in unnamed]
     shapes = _signature_shapes(meta_graph)
     return ModelSignature(
         tuple(tensor_info(graph, name, shapes) for name in input_names),

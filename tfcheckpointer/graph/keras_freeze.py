@@ -305,8 +305,15 @@ def freeze_model(
     Nothing is left at `config.output` unless verification passed, within
     `config.verify_tolerance` or, if that is None, the default for the model's
     `compute_dtype`. With `config.optimize`, the optimized graph is the one
-    verified and published.
+    verified and published. `config.constants` is refused: a Keras model is
+    traced with `training=False` and has no placeholders to bind.
     """
+    if config.constants:
+        raise FreezeError(
+            f"freeze.constants ({', '.join(config.constants)}) binds placeholders of a TF1 graph; "
+            f"Keras model {model.name!r} is frozen with training=False and has none. HINT: drop "
+            "freeze.constants, or freeze the TF1 graph (CheckpointSessionHook, freeze --meta)."
+        )
     signature = model_signature(model, config.input_names, config.output_names)
     if config.verify:  # checked before the (costly) conversion
         check_derived_state(model)

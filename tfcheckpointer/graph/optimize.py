@@ -39,7 +39,24 @@ and the remapper (fuses into `_FusedConv2D`, `_FusedMatMul` and other
 internal, device-specific ops) are left out: a frozen graph must run anywhere.
 """
 
+BRANCH_PRUNING_PASSES = ("function", "constfold", "loop", "dependency")
+"""The Grappler passes that drop the branches a bound switch no longer takes.
+
+`function` lowers control flow v2 (`If`, `StatelessIf`) into `Switch` /
+`Merge`, `constfold` makes their predicates constant once `freeze.constants`
+bound the placeholder, and `loop` removes the dead branches (its
+`RemoveDeadBranches`). Measured on `batch_normalization` + `dropout` over
+`placeholder_with_default(False, [], "is_training")`: one run leaves no
+Switch/Merge with control flow v1, but a lowered `If`'s branches survive the
+first run and go in a second one; `extract_sub_graph` alone keeps both
+branches, since each `Merge` reads both.
+"""
+
 _HINT = "HINT: set freeze.optimize: false to publish the graph unoptimized."
+_PRUNE_HINT = (
+    "HINT: freeze without freeze.constants, or build the graph after "
+    "tf.compat.v1.disable_control_flow_v2()."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +81,7 @@ def optimize_graph_def(
         FreezeError: Grappler failed, or its graph lost or changed a configured
             input or output.
     """
-    optimized = _run_grappler(graph_def, signature)
+    optimized = _run_grappler(graph_def, signature, GRAPPLER_PASSES, hint=_HINT)
     check_signature_kept(graph_def, optimized, signature)
     keep = [t.name for t in signature.outputs + signature.inputs]
     with deprecation.silence():  # extract_sub_graph is "TF1-only" but has no TF2 twin.
@@ -80,8 +97,31 @@ def optimize_graph_def(
     return optimized, report
 
 
+def prune_control_flow(
+    graph_def: tf.compat.v1.GraphDef, signature: ModelSignature
+) -> tf.compat.v1.GraphDef:
+    """`graph_def` (variables and all) with `If` ops lowered, less the branches never taken.
+
+    A branch is never taken when its switch's predicate is constant
+    (`freeze.constants` bound it). Run before `convert_variables_to_constants`,
+    which cannot freeze variables read inside an `If`'s branch functions.
+
+    Raises:
+        FreezeError: Grappler failed, or lost or changed an input or output.
+    """
+    pruned = graph_def
+    for _ in range(2):  # the second run prunes what the first one lowered
+        pruned = _run_grappler(pruned, signature, BRANCH_PRUNING_PASSES, hint=_PRUNE_HINT)
+    check_signature_kept(graph_def, pruned, signature, hint=_PRUNE_HINT)
+    return pruned
+
+
 def check_signature_kept(
-    before: tf.compat.v1.GraphDef, after: tf.compat.v1.GraphDef, signature: ModelSignature
+    before: tf.compat.v1.GraphDef,
+    after: tf.compat.v1.GraphDef,
+    signature: ModelSignature,
+    *,
+    hint: str = _HINT,
 ) -> None:
     """Raise unless every configured input and output is in `after` as it was in `before`.
 
@@ -94,7 +134,7 @@ def check_signature_kept(
     missing = [name for name in names if name not in new]
     if missing:
         raise FreezeError(
-            f"The optimized frozen graph lacks the configured node(s) {missing}. {_HINT}"
+            f"The optimized frozen graph lacks the configured node(s) {missing}. {hint}"
         )
     changed = [
         f"{name} is {_kind(new[name])}, was {_kind(old[name])}"
@@ -103,7 +143,7 @@ def check_signature_kept(
     ]
     if changed:
         raise FreezeError(
-            f"The optimized frozen graph changed configured node(s): {'; '.join(changed)}. {_HINT}"
+            f"The optimized frozen graph changed configured node(s): {'; '.join(changed)}. {hint}"
         )
 
 
@@ -116,7 +156,7 @@ def _kind(node: tf.compat.v1.NodeDef) -> str:
 
 
 def _run_grappler(
-    graph_def: tf.compat.v1.GraphDef, signature: ModelSignature
+    graph_def: tf.compat.v1.GraphDef, signature: ModelSignature, passes: tuple[str, ...], *, hint: str
 ) -> tf.compat.v1.GraphDef:
     # A virtual one-CPU cluster: the result must not depend on the GPUs of the machine
     # that happens to freeze the model.
@@ -130,12 +170,12 @@ def _run_grappler(
     )
     try:
         return tf_optimizer.OptimizeGraph(
-            _rewriter_config(), _grappler_item(graph_def, signature), verbose=False, cluster=cluster
+            _rewriter_config(passes), _grappler_item(graph_def, signature), verbose=False, cluster=cluster
         )
     except (tf.errors.OpError, message.DecodeError, RuntimeError, ValueError) as error:
         raise FreezeError(
             f"Grappler could not optimize the frozen graph: {type(error).__name__}: "
-            f"{first_line(error)} {_HINT}"
+            f"{first_line(error)} {hint}"
         ) from None
     finally:
         cluster.Shutdown()
@@ -158,11 +198,11 @@ def _grappler_item(
     return meta_graph
 
 
-def _rewriter_config() -> config_pb2.ConfigProto:
+def _rewriter_config(passes: tuple[str, ...]) -> config_pb2.ConfigProto:
     config = config_pb2.ConfigProto()
     rewrite = config.graph_options.rewrite_options
     off = rewriter_config_pb2.RewriterConfig.OFF
-    rewrite.optimizers.extend(GRAPPLER_PASSES)  # a list replaces the default pipeline
+    rewrite.optimizers.extend(passes)  # a list replaces the default pipeline
     rewrite.layout_optimizer = off
     rewrite.remapping = off
     rewrite.meta_optimizer_iterations = rewriter_config_pb2.RewriterConfig.TWO

@@ -26,7 +26,7 @@ import tensorflow as tf
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.files import atomic_write
 from tfcheckpointer.config.schema import FreezeConfig
-from tfcheckpointer.errors import CheckpointError, FreezeError, first_line
+from tfcheckpointer.errors import CheckpointError, FreezeError, first_line, tensorflow_error_line
 from tfcheckpointer.graph.files import read_graph_def, write_graph_def
 from tfcheckpointer.graph.nodes import PROTOBUF_LIMIT_BYTES, check_graph_size
 from tfcheckpointer.graph.probe import ProbeLike, resolve_probe
@@ -107,7 +107,7 @@ def publish_frozen_graph(
             actual = run_graph_def(read_graph_def(temp, as_text=as_text), signature, inputs)
         except (tf.errors.OpError, CheckpointError, ValueError) as error:
             raise FreezeError(
-                f"The frozen graph does not run in a TF1 session: {first_line(error)}; "
+                f"The frozen graph does not run in a TF1 session: {tensorflow_error_line(error)}; "
                 "nothing was published."
             ) from None
         try:
@@ -115,7 +115,7 @@ def publish_frozen_graph(
         except tf.errors.OpError as error:
             raise FreezeError(
                 f"The model to verify against does not run on the probe batch: "
-                f"{first_line(error)}; nothing was published."
+                f"{tensorflow_error_line(error)}; nothing was published."
             ) from None
         tolerance = config.verify_tolerance
         if tolerance is None:

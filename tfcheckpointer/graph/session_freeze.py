@@ -6,6 +6,15 @@ constants (`convert_variables_to_constants`, which also drops the
 save/restore subgraph) and clears device strings. Either way the written
 file is checked against the session it was frozen from, and published as
 `publish.publish_frozen_graph` publishes every frozen graph.
+
+With `freeze.constants` the named placeholders (`is_training`) are bound to
+constants first (`bind.bind_placeholders`) and the branches their switches
+no longer take are pruned (`optimize.prune_control_flow`), so the frozen
+graph holds the inference branch only; the session it is checked against is
+fed the same values. A graph with control flow v2 conditionals (`If` ops)
+is lowered into `Switch`/`Merge` the same way, bound or not:
+`convert_variables_to_constants` cannot freeze the variables an `If`'s branch
+functions read.
 """
 
 from __future__ import annotations
@@ -22,7 +31,19 @@ from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.bundle import checkpoint_shapes, is_optimizer_key, read_step
 from tfcheckpointer.checkpoint.tf_utils import quiet_tensorflow
 from tfcheckpointer.config.schema import FreezeConfig
-from tfcheckpointer.errors import CheckpointError, FreezeError, RestoreMismatchError, first_line
+from tfcheckpointer.errors import (
+    CheckpointError,
+    FreezeError,
+    RestoreMismatchError,
+    VerificationError,
+    first_line,
+    tensorflow_error_line,
+)
+from tfcheckpointer.graph.bind import (
+    bind_placeholders,
+    check_placeholders_fed,
+    warn_default_switches,
+)
 from tfcheckpointer.graph.files import read_graph_def, read_meta_graph_def
 from tfcheckpointer.graph.graph_signature import (
     check_inputs_used,
@@ -64,7 +85,8 @@ def freeze_meta_graph(
         config: How to freeze. `input_names` / `output_names` are nodes of
             the graph; by default its `inputs` / `outputs` collections, else
             its `serving_default` signature. Placeholders the outputs need
-            beyond the named inputs become inputs too.
+            beyond the named inputs become inputs too, except bool ones
+            (training switches): bind those with `constants`.
         checkpoint: `latest` (the newest beside `meta`), a directory or a prefix.
         probe: Verification inputs, one array per input; by default a
             deterministic random batch of `config.verify_batch_size` rows.
@@ -74,7 +96,9 @@ def freeze_meta_graph(
         RestoreMismatchError: The checkpoint lacks variables the graph needs,
             or holds them in other shapes (a `.meta` of another model).
         FreezeError: `meta` is not a MetaGraphDef, a name is not in the
-            graph, or the frozen graph differs from the restored one.
+            graph, a constant does not fit its placeholder, a bool placeholder
+            is neither an input nor bound, or the frozen graph differs from the
+            restored one.
     """
     meta = os.fspath(meta)
     if not tf.io.gfile.exists(meta) and tf.io.gfile.exists(meta + naming.META_SUFFIX):
@@ -94,14 +118,15 @@ def freeze_meta_graph(
             saver = tf.compat.v1.train.import_meta_graph(meta_graph, clear_devices=True)
         except (ValueError, TypeError, KeyError, tf.errors.OpError) as error:
             raise FreezeError(f"Cannot import {meta} into a graph: {first_line(error)}") from None
-        graph_def = graph.as_graph_def()
+        graph_def, bound = bind_placeholders(graph.as_graph_def(), config.constants, label=meta)
         signature = meta_signature(graph, graph_def, meta_graph, meta, config)
         needed = subgraph_nodes(graph_def, [o.name for o in signature.outputs])
         check_inputs_used(signature, needed, meta)
+        warn_default_switches(graph_def, needed, signature.names, label=meta)
         with tf.compat.v1.Session(graph=graph) as session:
             _restore(session, saver, meta_graph, prefix, stored, needed, meta)
             published = _freeze_live_session(
-                session, graph_def, signature, config, label=meta, probe=probe,
+                session, graph_def, signature, config, bound=bound, label=meta, probe=probe,
                 size_limit=size_limit,
                 description={"step": step, "checkpoint": prefix, "meta_graph": meta},
             )
@@ -227,14 +252,20 @@ def freeze_session(
     """Freeze the graph of a live TF1 session, e.g. at the end of `CheckpointSessionHook`.
 
     `config.input_names` and `config.output_names` must name nodes of the
-    session's graph. The frozen graph is verified against the session itself.
-    `description` sets sidecar keys (`step`, `checkpoint`), as in
-    `publish_frozen_graph`.
+    session's graph, and every placeholder the outputs read must be an input
+    or bound by `config.constants`. The frozen graph is verified against the
+    session itself. `description` sets sidecar keys (`step`, `checkpoint`),
+    as in `publish_frozen_graph`.
+
+    Raises:
+        FreezeError: A name is not in the graph, a constant does not fit its
+            placeholder, a placeholder is neither an input nor bound, or the
+            frozen graph differs from the session.
     """
     graph = session.graph
-    graph_def = graph.as_graph_def()
-    names = {node.name for node in graph_def.node}
     label = "the session's graph"
+    graph_def, bound = bind_placeholders(graph.as_graph_def(), config.constants, label=label)
+    names = {node.name for node in graph_def.node}
     for name in config.output_names or ():
         require_node(name, names, "output", label, [])
     for name in config.input_names or ():
@@ -243,9 +274,12 @@ def freeze_session(
         tuple(tensor_info(graph, name, {}) for name in config.input_names or ()),
         tuple(tensor_info(graph, name, {}) for name in config.output_names or ()),
     )
+    needed = subgraph_nodes(graph_def, [o.name for o in signature.outputs])
+    check_placeholders_fed(graph_def, needed, signature.names, label=label)
+    warn_default_switches(graph_def, needed, signature.names, label=label)
     with quiet_tensorflow():
         return _freeze_live_session(
-            session, graph_def, signature, config, label=label, probe=probe,
+            session, graph_def, signature, config, bound=bound, label=label, probe=probe,
             size_limit=size_limit, description=description or {},
         )
 
@@ -256,18 +290,29 @@ def _freeze_live_session(
     signature: ModelSignature,
     config: FreezeConfig,
     *,
+    bound: Mapping[str, np.ndarray],
     label: str,
     probe: ProbeLike,
     size_limit: int,
     description: Mapping[str, Any],
 ) -> FrozenGraph:
-    """Fold the session's variable values into `graph_def`, verify against the session, publish."""
+    """Fold the session's variable values into `graph_def`, verify against the session, publish.
+
+    `bound` holds the values `graph_def`'s bound placeholders were given
+    (`{"is_training:0": False}`); the session is fed them when it is the
+    reference, and the branches they leave untaken are pruned first.
+    """
+    if bound or _conditionals_v2(graph_def):
+        from tfcheckpointer.graph.optimize import prune_control_flow
+
+        graph_def = prune_control_flow(graph_def, signature)
+    hint = _control_flow_hint(graph_def)
     try:
         frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
             session, graph_def, [o.name for o in signature.outputs]
         )
     except (ValueError, tf.errors.OpError) as error:
-        raise FreezeError(f"Cannot freeze {label}: {first_line(error)}") from None
+        raise FreezeError(f"Cannot freeze {label}: {tensorflow_error_line(error)}{hint}") from None
     clear_devices(frozen)
     check_no_variables(frozen)
     check_graph_size(frozen, size_limit)
@@ -277,13 +322,51 @@ def _freeze_live_session(
 
     def reference(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         try:
-            return session.run(fetches, dict(zip(feeds, inputs)))
+            return session.run(fetches, {**bound, **dict(zip(feeds, inputs))})
         except tf.errors.OpError as error:
-            raise FreezeError(f"Cannot run {label}: {first_line(error)}") from None
+            raise FreezeError(f"Cannot run {label}: {tensorflow_error_line(error)}") from None
 
-    return publish_frozen_graph(
-        frozen, config, signature, reference=reference, probe=probe, size_limit=size_limit,
-        description=description,
+    try:
+        return publish_frozen_graph(
+            frozen, config, signature, reference=reference, probe=probe, size_limit=size_limit,
+            description=description,
+        )
+    except VerificationError:
+        raise
+    except FreezeError as error:
+        if not hint:
+            raise
+        raise FreezeError(f"{error}{hint}") from None
+
+
+# `While` is not among them: it freezes as it is (a Keras LSTM's loop does), and
+# lowering it would give TFLite, which refuses control flow v1, a loop it cannot convert.
+_CONDITIONAL_OPS = frozenset({"If", "StatelessIf", "Case", "StatelessCase"})
+
+
+def _conditionals_v2(graph_def: Any) -> list[str]:
+    """The graph's control flow v2 conditionals (`If`, `Case`), sorted by name."""
+    return sorted(n.name for n in graph_def.node if n.op in _CONDITIONAL_OPS)
+
+
+def _control_flow_hint(graph_def: Any) -> str:
+    """A hint for a failed freeze of a graph with control flow v2 conditionals left, else ''.
+
+    `convert_variables_to_constants` folds the variables an `If`'s branch
+    functions read into constants but leaves the functions naming the read's
+    output, so the frozen graph fails to run ("Return readvariableop ->
+    ReadVariableOp:value:0 is not found"). Grappler lowers such ops first,
+    except those marked not to be (`_lower_using_switch_merge: false`, as
+    XLA-compiled code marks them).
+    """
+    nodes = _conditionals_v2(graph_def)
+    if not nodes:
+        return ""
+    shown = ", ".join(nodes[:3]) + (", ..." if len(nodes) > 3 else "")
+    return (
+        f" HINT: its control flow v2 conditionals ({shown}) are marked not to be lowered to Switch/Merge "
+        "(_lower_using_switch_merge), and the variables their branches read cannot be frozen; "
+        "build the graph after tf.compat.v1.disable_control_flow_v2()."
     )
 
 
