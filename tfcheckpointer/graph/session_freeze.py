@@ -157,7 +157,7 @@ def freeze_graph_file(
         path: A GraphDef (`.pbtxt` text, else binary), e.g. the `graph.pbtxt`
             written beside the checkpoints.
         config: How to freeze; `output_names` is required (a GraphDef declares
-            none). Placeholders the outputs need beyond `input_names` become inputs.
+            none). `constants` binds placeholders (`is_training`) as for `--meta`.
         checkpoint: `latest` (the newest beside `path`), a directory or a prefix.
         probe: Verification inputs; by default a deterministic random batch.
         size_limit: Largest GraphDef accepted, in bytes.
@@ -184,11 +184,12 @@ def freeze_graph_file(
             tf.compat.v1.import_graph_def(graph_def, name="")
         except (ValueError, TypeError, KeyError, tf.errors.OpError) as error:
             raise FreezeError(f"Cannot import {path} into a graph: {first_line(error)}") from None
-        imported = graph.as_graph_def()
+        imported, bound = bind_placeholders(graph.as_graph_def(), config.constants, label=path)
         # An empty MetaGraphDef declares nothing: the names come from `config`.
         signature = meta_signature(graph, imported, tf.compat.v1.MetaGraphDef(), path, config)
         needed = subgraph_nodes(imported, [o.name for o in signature.outputs])
         check_inputs_used(signature, needed, path)
+        warn_default_switches(imported, needed, signature.names, label=path)
         var_list = _variables_by_name(graph, needed, prefix, stored, path)
         with tf.compat.v1.Session(graph=graph) as session:
             try:
@@ -198,7 +199,7 @@ def freeze_graph_file(
                     f"Cannot restore checkpoint {prefix}: {first_line(error)}"
                 ) from None
             published = _freeze_live_session(
-                session, imported, signature, config, label=path, probe=probe,
+                session, imported, signature, config, bound=bound, label=path, probe=probe,
                 size_limit=size_limit,
                 description={"step": step, "checkpoint": prefix, "graph_def": path},
             )
