@@ -190,3 +190,25 @@ def test_the_hook_reads_the_step_with_the_train_op_not_in_a_run_of_its_own(tmp_p
     # the step (the fetched value may already include the step's increment, so a read
     # can come one step early): 52 at most, not one more run every step (84).
     assert train_runs <= 40 + 3 * 4, train_runs
+
+
+def run_for(directory, hooks_of, **options):
+    """Train in a MonitoredTrainingSession with the hooks `hooks_of(our_hook)` lists; return the final step."""
+    graph, train_op, inputs, targets, _ = build_graph()
+    hook = CheckpointSessionHook(directory=str(directory), **options)
+    with graph.as_default():
+        with tf.compat.v1.train.MonitoredTrainingSession(hooks=hooks_of(hook)) as session:
+            while not session.should_stop():
+                session.run(train_op, {inputs: X, targets: Y})
+        return tf.train.load_checkpoint(hook.manager.last_checkpoint).get_tensor("global_step")
+
+
+@pytest.mark.parametrize("ours_first", [False, True], ids=["stop_hook_first", "ours_first"])
+def test_stop_at_step_num_steps_counts_from_the_restored_step_whatever_the_order(tmp_path, ours_first):
+    def hooks(hook):
+        stop = tf.compat.v1.train.StopAtStepHook(num_steps=10)
+        return [hook, stop] if ours_first else [stop, hook]
+
+    assert run_for(tmp_path, hooks, every_n_steps=5) == 10
+    assert run_for(tmp_path, hooks, every_n_steps=5) == 20
+    assert steps_on_disk(tmp_path)[-2:] == [15, 20]

@@ -20,12 +20,17 @@ from tfcheckpointer.checkpoint.tf_utils import op_error_text, quiet_tensorflow, 
 from tfcheckpointer.errors import CheckpointError
 
 
-def make_saver(variables: Mapping[str, Any]) -> tf.compat.v1.train.Saver:
-    """A V2-format Saver over `{key: Keras or TF variable}`."""
+def make_saver(variables: Mapping[str, Any], *, filename: str | None = None) -> tf.compat.v1.train.Saver:
+    """A V2-format Saver over `{key: Keras or TF variable}`.
+
+    `filename` is the prefix its restore op reads when none is fed (a restore
+    that runs as part of a session's init op).
+    """
     var_list = {key: tf_variable(v) for key, v in variables.items()}
     with quiet_tensorflow():
         return tf.compat.v1.train.Saver(
             var_list=var_list,
+            filename=filename,
             max_to_keep=None,
             save_relative_paths=True,
             write_version=tf.compat.v1.train.SaverDef.V2,
@@ -62,16 +67,15 @@ class SessionVariables:
     """TF1 graph variables, by checkpoint key, read and restored through a session.
 
     Build it while the graph can still take ops (a hook's `begin`); it adds
-    one read per variable and a Saver for each key set `restore` may be asked
-    for: all keys, all but `optional` (a checkpoint without optimizer state),
-    and all but `global_step` (a warm start).
+    a Saver for each key set `restore` may be asked for: all keys, all but
+    `optional` (a checkpoint without optimizer state), and all but
+    `global_step` (a warm start). Snapshots fetch the variables themselves,
+    so no read ops of ours land in the user's graph (or its `.meta`).
     """
 
     def __init__(self, variables: Mapping[str, tf.Variable], *, optional: Collection[str] = ()):
         self.variables = dict(variables)
         self._keys = sorted(self.variables)
-        with tf.name_scope("tfcheckpointer"):
-            self._reads = [tf.identity(self.variables[k]) for k in self._keys]
         with quiet_tensorflow():
             self.savers = {frozenset(self.variables): make_saver(self.variables)}
             required = {k: v for k, v in self.variables.items() if k not in set(optional)}
@@ -90,7 +94,9 @@ class SessionVariables:
         return {k: tuple(v.shape.as_list()) for k, v in self.variables.items()}
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(list(self._keys), list(self.session.run(self._reads)))
+        # A fetched variable is its existing read (or ref) tensor; the arrays are copies.
+        values = self.session.run([self.variables[k] for k in self._keys])
+        return Snapshot(list(self._keys), list(values))
 
     def restore(self, prefix: str, keys: Collection[str]) -> None:
         saver = self.savers.get(frozenset(keys))
