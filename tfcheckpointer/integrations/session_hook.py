@@ -145,7 +145,7 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
         for kind, configured in (("input", self.freeze_config.input_names),
                                  ("output", self.freeze_config.output_names)):
             for name in configured or ():
-                require_node(name, names, kind, label, [])
+                require_node(name, names, kind, label, [], option=f"freeze.{kind}_names")
         return ModelSignature(
             tuple(tensor_info(graph, n, {}) for n in self.freeze_config.input_names or ()),
             tuple(tensor_info(graph, n, {}) for n in self.freeze_config.output_names or ()),
