@@ -223,6 +223,17 @@ def test_stop_at_step_num_steps_counts_from_the_restored_step_whatever_the_order
     assert steps_on_disk(tmp_path)[-2:] == [15, 20]
 
 
+def test_a_damaged_newest_checkpoint_is_skipped_before_the_session_starts(tmp_path):
+    train(tmp_path, 5, every_n_steps=3)
+    data = tmp_path / "model.ckpt-5.data-00000-of-00001"
+    damaged = bytearray(data.read_bytes())
+    damaged[len(damaged) // 3] ^= 0xFF  # the step, read first, stays intact
+    data.write_bytes(bytes(damaged))
+    hook = train(tmp_path, 8, every_n_steps=3)
+    assert hook.manager.last_checkpoint == str(tmp_path / "model.ckpt-8")
+    assert steps_on_disk(tmp_path) == [3, 6, 8]
+
+
 def session_with(directory, hooks_of, *, steps: int = 3, count_steps: bool = True, **options):
     """Train `steps` runs in a MonitoredTrainingSession; `hooks_of(our hook)` gives
     `(hooks, MonitoredTrainingSession keyword arguments)`."""

@@ -22,6 +22,7 @@ from tfcheckpointer.checkpoint.bundle import Snapshot
 from tfcheckpointer.checkpoint.directory import same_directory
 from tfcheckpointer.checkpoint.manager import CheckpointManager
 from tfcheckpointer.checkpoint.restore import Restored
+from tfcheckpointer.checkpoint.tf_utils import op_error_text
 from tfcheckpointer.checkpoint.variables import SessionVariables, make_saver
 from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig
 from tfcheckpointer.errors import CheckpointError, ConfigError
@@ -242,6 +243,7 @@ class _PlannedRestore:
 
     def restore(self, prefix: str, keys: Collection[str]) -> None:
         if self._planning:
+            _check_readable(prefix, keys)
             self.plan = (prefix, sorted(keys))
         else:
             self.variables.restore(prefix, keys)
@@ -269,6 +271,21 @@ class _PlannedRestore:
         # A restore that leaves the step at 0 (weights only) cannot be told from none: redo it.
         if restored.step == 0 or step != restored.step:
             self.variables.restore(*self.plan)
+
+
+def _check_readable(prefix: str, keys: Collection[str]) -> None:
+    """Read every tensor the plan restores, so a damaged checkpoint is skipped now.
+
+    Otherwise the damage would surface as a raw error while the session is
+    created, instead of the restorer falling back to an older checkpoint. The
+    second read, by the init op, mostly hits the page cache.
+    """
+    try:
+        reader = tf.compat.v1.train.NewCheckpointReader(prefix)
+        for key in keys:
+            reader.get_tensor(key)
+    except Exception as error:  # the C++ reader maps file damage to many Python types
+        raise CheckpointError(f"Cannot restore checkpoint {prefix}: {op_error_text(error)}") from None
 
 
 def _default_init_op() -> tf.Operation:
