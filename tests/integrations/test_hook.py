@@ -234,6 +234,19 @@ def test_a_damaged_newest_checkpoint_is_skipped_before_the_session_starts(tmp_pa
     assert steps_on_disk(tmp_path) == [3, 6, 8]
 
 
+def test_a_scaffold_init_fn_runs_before_the_restore_not_over_it(tmp_path):
+    train(tmp_path, 5, every_n_steps=5)
+    saved = tf.train.load_checkpoint(str(tmp_path / "model.ckpt-5")).get_tensor("dense/kernel")
+    graph, *_ = build_graph()
+    hook = CheckpointSessionHook(directory=str(tmp_path), every_n_steps=5)
+    with graph.as_default():
+        (kernel,) = [v for v in tf.compat.v1.global_variables() if v.op.name == "dense/kernel"]
+        zero = kernel.assign(tf.zeros_like(kernel))  # stands for loading pretrained weights
+        scaffold = tf.compat.v1.train.Scaffold(init_fn=lambda _, session: session.run(zero))
+        with tf.compat.v1.train.MonitoredTrainingSession(scaffold=scaffold, hooks=[hook]) as session:
+            np.testing.assert_array_equal(session.run(kernel), saved)
+
+
 def session_with(directory, hooks_of, *, steps: int = 3, count_steps: bool = True, **options):
     """Train `steps` runs in a MonitoredTrainingSession; `hooks_of(our hook)` gives
     `(hooks, MonitoredTrainingSession keyword arguments)`."""

@@ -111,7 +111,13 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
             )
         graph_def = graph.as_graph_def()
         signature = self._signature(graph, graph_def)
-        check_sole_writer(self, self.checkpoint_config.directory)
+        monitored = _monitored_session_under_construction()
+        if monitored is not None:
+            check_sole_writer(self, self.checkpoint_config.directory, *monitored)
+        # A Scaffold's init_fn runs after the init op and may load other weights (a
+        # pretrained model) over the restored ones: then the restore runs again after it.
+        scaffold = getattr(monitored[1], "_scaffold", None) if monitored is not None else None
+        self._init_fn_follows = getattr(scaffold, "init_fn", None) is not None
         variables = {
             naming.GLOBAL_STEP_KEY if v is self._global_step else v.op.name: v
             for v in tf.compat.v1.global_variables()
@@ -159,7 +165,7 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
             self._first_session = False
             # A session whose init op was not ours (a hand-written loop, a Scaffold
             # given its own init_op) gets the planned restore now.
-            self._variables.apply_if_missed(step, self._restored)
+            self._variables.apply_if_missed(step, self._restored, again=self._init_fn_follows)
         else:
             # MonitoredSession recreated the session after an error: resume from the
             # newest checkpoint, not from the one planned in `begin`.
@@ -264,12 +270,13 @@ class _PlannedRestore:
         restore = graph.get_operation_by_name(saver.saver_def.restore_op_name)
         init_ops[:] = [tf.group(initialize, restore, name="init_and_restore")]
 
-    def apply_if_missed(self, step: int, restored: Restored | None) -> None:
-        """Restore the plan now unless the session's init op did (the step says which)."""
+    def apply_if_missed(self, step: int, restored: Restored | None, *, again: bool = False) -> None:
+        """Restore the plan now unless the session's init op did (the step says which) and
+        nothing ran after it (`again`: a Scaffold's init_fn did)."""
         if self.plan is None or restored is None:
             return
         # A restore that leaves the step at 0 (weights only) cannot be told from none: redo it.
-        if restored.step == 0 or step != restored.step:
+        if again or restored.step == 0 or step != restored.step:
             self.variables.restore(*self.plan)
 
 
@@ -314,17 +321,13 @@ def declare_signature(meta: Any, signature: ModelSignature) -> None:
         serving.outputs[info.name].CopyFrom(info.as_proto())
 
 
-def check_sole_writer(hook: CheckpointSessionHook, directory: str) -> None:
+def check_sole_writer(
+    hook: CheckpointSessionHook, directory: str, hooks: list[Any], creator: Any
+) -> None:
     """Refuse, in `begin`, another checkpoint writer on `directory` in the same MonitoredSession.
 
-    TensorFlow gives a hook no public view of its siblings, so the session
-    under construction is found on the stack (`_MonitoredSession.__init__`
-    calls every hook's `begin`); a hand-written loop has none to check.
+    `hooks` and `creator` are the session's (`_monitored_session_under_construction`).
     """
-    found = _monitored_session_under_construction()
-    if found is None:
-        return
-    hooks, creator = found
     owner = hook.manager.owner
     creator_dir = getattr(creator, "_checkpoint_dir", None)
     if creator_dir and same_directory(creator_dir, directory):
@@ -357,7 +360,13 @@ def check_sole_writer(hook: CheckpointSessionHook, directory: str) -> None:
 
 
 def _monitored_session_under_construction() -> tuple[list[Any], Any] | None:
-    """`(hooks, session_creator)` of the MonitoredSession whose `__init__` is calling `begin`."""
+    """`(hooks, session_creator)` of the MonitoredSession whose `__init__` is calling `begin`.
+
+    TensorFlow gives a hook no public view of its siblings or its session
+    creator, so the session under construction is found on the stack
+    (`_MonitoredSession.__init__` calls every hook's `begin`); a hand-written
+    loop has none.
+    """
     from tensorflow.python.training.monitored_session import _MonitoredSession
 
     frame = sys._getframe(1)
