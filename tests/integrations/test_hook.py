@@ -7,11 +7,10 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import steps_on_disk
-from tfcheckpointer.config.schema import FreezeConfig
+from tfcheckpointer.cli import main
 from tfcheckpointer.errors import CheckpointError, ConfigError, FreezeError
 from tfcheckpointer.graph.files import read_graph_def, read_meta_graph_def
 from tfcheckpointer.graph.inspection import inspect_graph_file
-from tfcheckpointer.graph.session_freeze import freeze_meta_graph
 from tfcheckpointer.integrations.session_hook import CheckpointSessionHook
 
 X = np.random.default_rng(0).standard_normal((16, 3)).astype("float32")
@@ -326,10 +325,10 @@ def test_tensor_names_with_their_first_output_suffix_work(frozen_run):
     assert hook.frozen.max_abs_diff == 0.0
 
 
-def test_freezing_the_hooks_meta_needs_no_names(frozen_run, tmp_path):
+def test_freezing_the_hooks_meta_needs_no_names(frozen_run, tmp_path, capsys):
     directory, _ = frozen_run
-    frozen = freeze_meta_graph(str(directory / "ckpt" / "model.ckpt-4.meta"), FreezeConfig(output=str(tmp_path / "again.pb")))
-    assert frozen.frozen.max_abs_diff == 0.0
+    meta = str(directory / "ckpt" / "model.ckpt-4.meta")
+    assert main(["freeze", "--meta", meta, "-o", str(tmp_path / "again.pb")]) == 0, capsys.readouterr().err
     described = inspect_graph_file(str(tmp_path / "again.pb"))
     assert [i["name"] for i in described["inputs"]] == ["inputs/X"]
     assert [o["name"] for o in described["outputs"]] == ["output/predict"]
