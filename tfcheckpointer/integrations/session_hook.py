@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from types import FrameType
 from typing import Any
 
 import tensorflow as tf
 
 from tfcheckpointer.checkpoint import naming
-from tfcheckpointer.checkpoint.bundle import Snapshot
 from tfcheckpointer.checkpoint.directory import same_directory
 from tfcheckpointer.checkpoint.manager import CheckpointManager
 from tfcheckpointer.checkpoint.restore import Restored
@@ -122,8 +122,8 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
             naming.GLOBAL_STEP_KEY if v is self._global_step else v.op.name: v
             for v in tf.compat.v1.global_variables()
         }
-        self._variables = _PlannedRestore(SessionVariables(variables))
-        saver = next(iter(self._variables.variables.savers.values()))
+        self._variables = _PlannedRestore(variables)
+        saver = next(iter(self._variables.savers.values()))
         self._extra_files: dict[str, bytes] = {}
         if self.checkpoint_config.save_meta_graph:
             meta = tf.compat.v1.train.export_meta_graph(
@@ -223,7 +223,7 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
             )
 
 
-class _PlannedRestore:
+class _PlannedRestore(SessionVariables):
     """`SessionVariables` whose first restore is planned in `begin` and runs with the init op.
 
     The manager's restore decides in `begin` which checkpoint and which keys
@@ -233,26 +233,17 @@ class _PlannedRestore:
     Later restores (a recreated session) run through the session at once.
     """
 
-    def __init__(self, variables: SessionVariables):
-        self.variables = variables
+    def __init__(self, variables: Mapping[str, tf.Variable]):
+        super().__init__(variables)
         self.plan: tuple[str, list[str]] | None = None
         self._planning = True
-
-    def bind(self, session: Any) -> None:
-        self.variables.bind(session)
-
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        return self.variables.shapes()
-
-    def snapshot(self) -> Snapshot:
-        return self.variables.snapshot()
 
     def restore(self, prefix: str, keys: Collection[str]) -> None:
         if self._planning:
             _check_readable(prefix, keys)
             self.plan = (prefix, sorted(keys))
         else:
-            self.variables.restore(prefix, keys)
+            super().restore(prefix, keys)
 
     def add_to_init_op(self, graph: tf.Graph) -> None:
         """Make the graph's init op (the one `Scaffold` runs) restore the plan after initialising."""
@@ -266,7 +257,7 @@ class _PlannedRestore:
         prefix, keys = self.plan
         # Every op of this Saver, its assignments included, runs after the initialisers.
         with tf.control_dependencies([initialize]):
-            saver = make_saver({k: self.variables.variables[k] for k in keys}, filename=prefix)
+            saver = make_saver({k: self.variables[k] for k in keys}, filename=prefix)
         restore = graph.get_operation_by_name(saver.saver_def.restore_op_name)
         init_ops[:] = [tf.group(initialize, restore, name="init_and_restore")]
 
@@ -277,7 +268,7 @@ class _PlannedRestore:
             return
         # A restore that leaves the step at 0 (weights only) cannot be told from none: redo it.
         if again or restored.step == 0 or step != restored.step:
-            self.variables.restore(*self.plan)
+            super().restore(*self.plan)
 
 
 def _check_readable(prefix: str, keys: Collection[str]) -> None:
@@ -369,7 +360,7 @@ def _monitored_session_under_construction() -> tuple[list[Any], Any] | None:
     """
     from tensorflow.python.training.monitored_session import _MonitoredSession
 
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         candidate = frame.f_locals.get("self")
         if isinstance(candidate, _MonitoredSession) and frame.f_code.co_name == "__init__":
