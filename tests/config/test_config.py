@@ -427,7 +427,7 @@ def test_bad_node_name_is_rejected(name):
     assert info.value.key == "freeze.input_names[1]"
 
 
-def test_tensor_name_asks_for_the_node_name(tmp_path):
+def test_a_tensor_name_other_than_the_first_output_asks_for_the_node_name(tmp_path):
     path = write(
         tmp_path,
         """\
@@ -436,14 +436,24 @@ def test_tensor_name_asks_for_the_node_name(tmp_path):
           output: /m.pb
           output_names:
             - logits
-            - probs:0
+            - probs:1
         """,
     )
 
-    with pytest.raises(ConfigError, match="not the tensor name 'probs:0'") as info:
+    with pytest.raises(ConfigError, match="not the tensor name 'probs:1'") as info:
         load_config(path)
 
     assert (info.value.key, info.value.line) == ("freeze.output_names[1]", 6)
+
+
+def test_a_first_output_tensor_name_is_read_as_its_node_as_on_the_command_line():
+    config = parse_config(valid_with("freeze", "output_names", ["output/predict:0", "logits"]))
+    assert config.freeze.output_names == ("output/predict", "logits")
+
+
+def test_a_name_with_and_without_its_first_output_suffix_is_a_duplicate():
+    with pytest.raises(ConfigError, match="duplicate node name 'x'"):
+        parse_config(valid_with("freeze", "output_names", ["x", "x:0"]))
 
 
 def test_duplicate_node_name_within_a_list_is_rejected():

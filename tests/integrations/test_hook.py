@@ -7,15 +7,21 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import steps_on_disk
-from tfcheckpointer.errors import ConfigError
+from tfcheckpointer.cli import main
+from tfcheckpointer.errors import CheckpointError, ConfigError, FreezeError
+from tfcheckpointer.graph.files import read_graph_def, read_meta_graph_def
+from tfcheckpointer.graph.inspection import inspect_graph_file
 from tfcheckpointer.integrations.session_hook import CheckpointSessionHook
 
 X = np.random.default_rng(0).standard_normal((16, 3)).astype("float32")
 Y = X.sum(axis=1, keepdims=True)
 
 
-def build_graph():
-    """A TF1 linear model trained with Adam; returns (graph, train_op, inputs, prediction)."""
+def build_graph(*, count_steps: bool = True):
+    """A TF1 linear model trained with Adam; returns (graph, train_op, inputs, targets, prediction).
+
+    `count_steps=False` builds the train op without `global_step=`, as is easy to forget.
+    """
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.set_random_seed(0)
@@ -27,7 +33,9 @@ def build_graph():
             bias = tf.compat.v1.get_variable("bias", [1], initializer=tf.compat.v1.zeros_initializer())
         prediction = tf.identity(tf.matmul(inputs, kernel) + bias, name="output/predict")
         loss = tf.reduce_mean(tf.square(prediction - targets))
-        train_op = tf.compat.v1.train.AdamOptimizer(0.05).minimize(loss, global_step=global_step)
+        train_op = tf.compat.v1.train.AdamOptimizer(0.05).minimize(
+            loss, global_step=global_step if count_steps else None
+        )
     return graph, train_op, inputs, targets, prediction
 
 
@@ -190,3 +198,153 @@ def test_the_hook_reads_the_step_with_the_train_op_not_in_a_run_of_its_own(tmp_p
     # the step (the fetched value may already include the step's increment, so a read
     # can come one step early): 52 at most, not one more run every step (84).
     assert train_runs <= 40 + 3 * 4, train_runs
+
+
+def run_for(directory, hooks_of, **options):
+    """Train in a MonitoredTrainingSession with the hooks `hooks_of(our_hook)` lists; return the final step."""
+    graph, train_op, inputs, targets, _ = build_graph()
+    hook = CheckpointSessionHook(directory=str(directory), **options)
+    with graph.as_default():
+        with tf.compat.v1.train.MonitoredTrainingSession(hooks=hooks_of(hook)) as session:
+            while not session.should_stop():
+                session.run(train_op, {inputs: X, targets: Y})
+        return tf.train.load_checkpoint(hook.manager.last_checkpoint).get_tensor("global_step")
+
+
+@pytest.mark.parametrize("ours_first", [False, True], ids=["stop_hook_first", "ours_first"])
+def test_stop_at_step_num_steps_counts_from_the_restored_step_whatever_the_order(tmp_path, ours_first):
+    def hooks(hook):
+        stop = tf.compat.v1.train.StopAtStepHook(num_steps=10)
+        return [hook, stop] if ours_first else [stop, hook]
+
+    assert run_for(tmp_path, hooks, every_n_steps=5) == 10
+    assert run_for(tmp_path, hooks, every_n_steps=5) == 20
+    assert steps_on_disk(tmp_path)[-2:] == [15, 20]
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_before_the_session_starts(tmp_path):
+    train(tmp_path, 5, every_n_steps=3)
+    data = tmp_path / "model.ckpt-5.data-00000-of-00001"
+    damaged = bytearray(data.read_bytes())
+    damaged[len(damaged) // 3] ^= 0xFF  # the step, read first, stays intact
+    data.write_bytes(bytes(damaged))
+    hook = train(tmp_path, 8, every_n_steps=3)
+    assert hook.manager.last_checkpoint == str(tmp_path / "model.ckpt-8")
+    assert steps_on_disk(tmp_path) == [3, 6, 8]
+
+
+def test_a_scaffold_init_fn_runs_before_the_restore_not_over_it(tmp_path):
+    train(tmp_path, 5, every_n_steps=5)
+    saved = tf.train.load_checkpoint(str(tmp_path / "model.ckpt-5")).get_tensor("dense/kernel")
+    graph, *_ = build_graph()
+    hook = CheckpointSessionHook(directory=str(tmp_path), every_n_steps=5)
+    with graph.as_default():
+        (kernel,) = [v for v in tf.compat.v1.global_variables() if v.op.name == "dense/kernel"]
+        zero = kernel.assign(tf.zeros_like(kernel))  # stands for loading pretrained weights
+        scaffold = tf.compat.v1.train.Scaffold(init_fn=lambda _, session: session.run(zero))
+        with tf.compat.v1.train.MonitoredTrainingSession(scaffold=scaffold, hooks=[hook]) as session:
+            np.testing.assert_array_equal(session.run(kernel), saved)
+
+
+def session_with(directory, hooks_of, *, steps: int = 3, count_steps: bool = True, **options):
+    """Train `steps` runs in a MonitoredTrainingSession; `hooks_of(our hook)` gives
+    `(hooks, MonitoredTrainingSession keyword arguments)`."""
+    graph, train_op, inputs, targets, _ = build_graph(count_steps=count_steps)
+    hook = CheckpointSessionHook(directory=str(directory), **options)
+    hooks, session_options = hooks_of(hook)
+    with graph.as_default():
+        with tf.compat.v1.train.MonitoredTrainingSession(hooks=hooks, **session_options) as session:
+            for _ in range(steps):
+                session.run(train_op, {inputs: X, targets: Y})
+    return hook
+
+
+def test_a_train_op_that_never_moves_the_step_is_an_error(tmp_path):
+    with pytest.raises(CheckpointError, match=r"The global step has stayed at 0 for 100 runs.*HINT: pass global_step="):
+        session_with(tmp_path, lambda hook: ([hook], {}), steps=150, count_steps=False, every_n_steps=5)
+    assert steps_on_disk(tmp_path) == []
+
+
+def test_monitored_training_session_checkpoint_dir_on_our_directory_is_refused_before_any_write(tmp_path):
+    directory = tmp_path / "ckpt"
+    with pytest.raises(CheckpointError, match=r"^MonitoredTrainingSession\(checkpoint_dir=.*test_hook\.py:\d+; the two would overwrite") as raised:
+        session_with(directory, lambda hook: ([hook], {"checkpoint_dir": str(directory), "save_checkpoint_steps": 4}),
+                     every_n_steps=5)
+    assert "\n" not in str(raised.value)
+    # MonitoredTrainingSession runs its summary hooks' begin() before the user's hooks, so
+    # their events file is there already; no checkpoint, state or graph file is.
+    assert [p.name for p in directory.iterdir() if not p.name.startswith("events.out.tfevents.")] == []
+
+
+def test_a_tensorflow_checkpoint_saver_hook_on_our_directory_is_refused(tmp_path):
+    directory = tmp_path / "ckpt"
+
+    def hooks(hook):
+        return [hook, tf.compat.v1.train.CheckpointSaverHook(str(directory), save_steps=4)], {}
+
+    with pytest.raises(CheckpointError, match="^A CheckpointSaverHook saves to .*ckpt, the directory of CheckpointSessionHook created at"):
+        session_with(directory, hooks, every_n_steps=5)
+    assert not directory.exists() or not any(directory.iterdir())
+
+
+def test_a_second_hook_on_the_same_directory_is_refused(tmp_path):
+    def hooks(hook):
+        return [hook, CheckpointSessionHook(directory=str(tmp_path), every_n_steps=2)], {}
+
+    with pytest.raises(CheckpointError, match=r"^Two CheckpointSessionHooks on .* in one session: CheckpointSessionHook created at .*test_hook\.py:\d+ and CheckpointSessionHook created at"):
+        session_with(tmp_path, hooks, every_n_steps=5)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_finalized_graph_is_one_clear_error(tmp_path):
+    graph, *_ = build_graph()
+    hook = CheckpointSessionHook(directory=str(tmp_path), every_n_steps=2)
+    graph.finalize()
+    with graph.as_default(), pytest.raises(CheckpointError, match=r"begin\(\) got a finalized graph.*HINT: call begin\(\) before graph.finalize\(\)"):
+        hook.begin()
+
+
+def test_wrong_output_names_are_refused_at_begin_before_any_write(tmp_path):
+    freeze = {"output": str(tmp_path / "frozen.pb"), "input_names": ["inputs/X"], "output_names": ["output/predcit"]}
+    with pytest.raises(FreezeError, match=r"Output name 'output/predcit' is not a node of the graph CheckpointSessionHook.begin\(\) got. Closest: 'output/predict'.* HINT: give freeze.output_names"):
+        session_with(tmp_path / "ckpt", lambda hook: ([hook], {}), every_n_steps=1, freeze=freeze)
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.fixture(scope="module")
+def frozen_run(tmp_path_factory):
+    """A run whose freeze config names tensors (`:0`), frozen at the end."""
+    directory = tmp_path_factory.mktemp("frozen_run")
+    freeze = {"output": str(directory / "frozen.pb"), "input_names": ["inputs/X:0"], "output_names": ["output/predict:0"]}
+    hook = train(directory / "ckpt", 4, every_n_steps=4, freeze=freeze)
+    return directory, hook
+
+
+def test_tensor_names_with_their_first_output_suffix_work(frozen_run):
+    _, hook = frozen_run
+    assert hook.frozen.max_abs_diff == 0.0
+
+
+def test_freezing_the_hooks_meta_needs_no_names(frozen_run, tmp_path, capsys):
+    directory, _ = frozen_run
+    meta = str(directory / "ckpt" / "model.ckpt-4.meta")
+    assert main(["freeze", "--meta", meta, "-o", str(tmp_path / "again.pb")]) == 0, capsys.readouterr().err
+    described = inspect_graph_file(str(tmp_path / "again.pb"))
+    assert [i["name"] for i in described["inputs"]] == ["inputs/X"]
+    assert [o["name"] for o in described["outputs"]] == ["output/predict"]
+
+
+def test_the_meta_and_graph_file_hold_none_of_the_hooks_own_nodes(frozen_run):
+    directory, _ = frozen_run
+    meta, _ = read_meta_graph_def(str(directory / "ckpt" / "model.ckpt-4.meta"))
+    graph_file = read_graph_def(str(directory / "ckpt" / "graph.pbtxt"))
+    for graph_def in (meta.graph_def, graph_file):
+        names = [node.name for node in graph_def.node]
+        assert "output/predict" in names
+        assert [n for n in names if n.startswith("tfcheckpointer")] == []
+
+
+def test_the_hooks_frozen_graph_has_no_dead_functions_and_inspect_calls_it_frozen(frozen_run):
+    directory, _ = frozen_run
+    described = inspect_graph_file(str(directory / "frozen.pb"))
+    assert (described["frozen"], described["functions"]) == (True, [])

@@ -21,8 +21,12 @@ from tfcheckpointer.checkpoint.tf_utils import op_error_text, quiet_tensorflow, 
 from tfcheckpointer.errors import CheckpointError, KeyCollisionError
 
 
-def make_saver(variables: Mapping[str, Any]) -> tf.compat.v1.train.Saver:
-    """A V2-format Saver over `{key: Keras or TF variable}` (or a partitioned one's slices)."""
+def make_saver(variables: Mapping[str, Any], *, filename: str | None = None) -> tf.compat.v1.train.Saver:
+    """A V2-format Saver over `{key: Keras or TF variable}` (or a partitioned one's slices).
+
+    `filename` is the prefix its restore op reads when none is fed (a restore
+    that runs as part of a session's init op).
+    """
     var_list = {
         key: [tf_variable(part) for part in v] if isinstance(v, list) else tf_variable(v)
         for key, v in variables.items()
@@ -30,6 +34,7 @@ def make_saver(variables: Mapping[str, Any]) -> tf.compat.v1.train.Saver:
     with quiet_tensorflow():
         return tf.compat.v1.train.Saver(
             var_list=var_list,
+            filename=filename,
             max_to_keep=None,
             save_relative_paths=True,
             write_version=tf.compat.v1.train.SaverDef.V2,
@@ -111,10 +116,11 @@ class SessionVariables:
 
     `variables` maps keys to variables, or to the list of a partitioned
     variable's slices (see `saver_variables`). Build it while the graph can
-    still take ops (a hook's `begin`); it adds one read per variable (per
-    slice) and a Saver for each key set `restore` may be asked for: all keys,
-    all but `optional` (a checkpoint without optimizer state), and all but
-    `global_step` (a warm start).
+    still take ops (a hook's `begin`); it adds a Saver for each key set
+    `restore` may be asked for: all keys, all but `optional` (a checkpoint
+    without optimizer state), and all but `global_step` (a warm start).
+    Snapshots fetch the variables (each slice) themselves, so no read ops of
+    ours land in the user's graph (or its `.meta`).
     """
 
     def __init__(
@@ -131,8 +137,7 @@ class SessionVariables:
         ]
         self._keys = [key for key, _, _ in entries]
         self._slices = [spec for _, _, spec in entries]
-        with tf.name_scope("tfcheckpointer"):
-            self._reads = [tf.identity(variable) for _, variable, _ in entries]
+        self._fetches = [variable for _, variable, _ in entries]
         with quiet_tensorflow():
             self.savers = {frozenset(self.variables): make_saver(self.variables)}
             required = {k: v for k, v in self.variables.items() if k not in set(optional)}
@@ -151,7 +156,9 @@ class SessionVariables:
         return {k: _full_shape(v) for k, v in self.variables.items()}
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(list(self._keys), list(self.session.run(self._reads)), list(self._slices))
+        # A fetched variable is its existing read (or ref) tensor; the arrays are copies.
+        values = self.session.run(self._fetches)
+        return Snapshot(list(self._keys), list(values), list(self._slices))
 
     def restore(self, prefix: str, keys: Collection[str]) -> None:
         saver = self.savers.get(frozenset(keys))

@@ -217,19 +217,26 @@ def frozen_graph_path(context: Context, key: str, value: Any) -> str:
 def node_names(context: Context, key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not value:
         raise context.expected(key, "a non-empty list of node names", value)
+    names = []
     for index, name in enumerate(value):
         item_key = f"{key}[{index}]"
+        # `output/predict:0` is the node's first output, which is what a name stands for,
+        # as on the command line; another output of the node is not.
+        if isinstance(name, str) and name.endswith(":0"):
+            name = name[: -len(":0")]
         if isinstance(name, str) and ":" in name:
             raise context.error(
                 item_key,
-                f"give the node name, not the tensor name {name!r}",
-                hint=f"write {name.partition(':')[0]!r}",
+                f"give the node name, not the tensor name {name!r}; a frozen graph's inputs "
+                "and outputs are the first output of their node",
+                hint=f"write {name.partition(':')[0]!r} if you mean its first output",
             )
         if not isinstance(name, str) or not _NODE_NAME.fullmatch(name):
             raise context.expected(
                 item_key, "a TensorFlow node name (letters, digits and _ . - / >)", name
             )
-    return tuple(value)
+        names.append(name)
+    return tuple(names)
 
 
 def node_constants(context: Context, key: str, value: Any) -> dict[str, bool | int | float]:

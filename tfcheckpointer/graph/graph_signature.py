@@ -108,8 +108,15 @@ def tensor_info(
 
 
 def require_node(
-    name: str, names: set[str], kind: str, meta: str, declared: Sequence[str]
+    name: str,
+    names: set[str],
+    kind: str,
+    meta: str,
+    declared: Sequence[str],
+    *,
+    option: str | None = None,
 ) -> None:
+    """Raise unless `name` is a node; the HINT names `option` (default: the CLI flag)."""
     if name in names:
         return
     candidates = sorted(n for n in names if not n.startswith("save/"))
@@ -119,7 +126,8 @@ def require_node(
         text += " Closest: " + ", ".join(map(repr, close)) + "."
     if declared:
         text += f" Its declared {kind}s: " + ", ".join(map(repr, declared)) + "."
-    raise FreezeError(text + f" HINT: pass --{kind}-names with node names of that graph.")
+    option = option or f"--{kind}-names"
+    raise FreezeError(text + f" HINT: give {option} node names of that graph.")
 
 
 def subgraph_nodes(graph_def: Any, outputs: Sequence[str]) -> set[str]:

@@ -87,6 +87,43 @@ def check_no_variables(graph_def: Any) -> None:
         raise FreezeError("Variables are left in the frozen graph: " + ", ".join(leftovers))
 
 
+def prune_unused_functions(graph_def: Any) -> list[str]:
+    """Drop library functions no node calls, directly or through other functions; return their names.
+
+    `convert_variables_to_constants` keeps the whole library, so a TF1 graph's
+    dead branches (the `global_step_cond_*` of `get_or_create_global_step`)
+    would stay, with the variable reads in them.
+    """
+    library = {f.signature.name: f for f in graph_def.library.function}
+    used: set[str] = set()
+    pending = list(_called_functions(graph_def.node, library))
+    while pending:
+        name = pending.pop()
+        if name not in used:
+            used.add(name)
+            pending.extend(_called_functions(library[name].node_def, library))
+    dead = sorted(set(library) - used)
+    if dead:
+        kept = [f for f in graph_def.library.function if f.signature.name in used]
+        gradients = [g for g in graph_def.library.gradient if g.function_name in used]
+        del graph_def.library.function[:]
+        graph_def.library.function.extend(kept)
+        del graph_def.library.gradient[:]
+        graph_def.library.gradient.extend(gradients)
+    return dead
+
+
+def _called_functions(nodes: Any, library: dict[str, Any]) -> Iterator[str]:
+    """Library functions `nodes` call: as their op, or in a function-valued attribute (If, While...)."""
+    for node in nodes:
+        if node.op in library:
+            yield node.op
+        for value in node.attr.values():
+            names = [value.func.name] if value.HasField("func") else []
+            names += [f.name for f in value.list.func]
+            yield from (name for name in names if name in library)
+
+
 def clear_devices(graph_def: Any) -> None:
     """Remove device strings, so the graph runs wherever it is loaded."""
     for _, node in all_nodes(graph_def):

@@ -58,6 +58,7 @@ from tfcheckpointer.graph.nodes import (
     check_graph_size,
     check_no_variables,
     clear_devices,
+    prune_unused_functions,
 )
 from tfcheckpointer.graph.probe import ProbeLike
 from tfcheckpointer.graph.publish import FrozenCheckpoint, FrozenGraph, publish_frozen_graph
@@ -315,6 +316,7 @@ def _freeze_live_session(
     except (ValueError, tf.errors.OpError) as error:
         raise FreezeError(f"Cannot freeze {label}: {tensorflow_error_line(error)}{hint}") from None
     clear_devices(frozen)
+    prune_unused_functions(frozen)
     check_no_variables(frozen)
     check_graph_size(frozen, size_limit)
     graph = session.graph
