@@ -862,6 +862,11 @@ def test_freeze_constants_bind_node_names_to_booleans_and_numbers(tmp_path):
     assert parse_config(VALID).freeze.constants == {}
 
 
+def test_freeze_constants_take_the_first_outputs_tensor_name_as_the_node():
+    config = parse_config(valid_with("freeze", "constants", {"is_training:0": False}))
+    assert config.freeze.constants == {"is_training": False}
+
+
 @pytest.mark.parametrize(
     ("constants", "key", "message"),
     [
@@ -869,8 +874,8 @@ def test_freeze_constants_bind_node_names_to_booleans_and_numbers(tmp_path):
         ({"is_training": "no"}, "freeze.constants.is_training",
          r"expected a boolean or a number, got 'no' \(str\) HINT: e.g. is_training: false"),
         ({"is_training": None}, "freeze.constants.is_training", "expected a boolean or a number, got null"),
-        ({"is_training:0": False}, "freeze.constants",
-         r"expected TensorFlow node names as keys .*, got 'is_training:0' \(str\) HINT: write 'is_training'"),
+        ({"is_training:1": False}, "freeze.constants",
+         r"expected TensorFlow node names as keys .*, got 'is_training:1' \(str\) HINT: write 'is_training'"),
         ({"x": True}, "freeze.constants.x",
          "'x' is bound to a constant and listed in input_names HINT: a bound placeholder is no "
          "input of the frozen graph; drop one of the two"),

@@ -37,3 +37,19 @@ def test_a_graph_without_dead_functions_is_left_alone():
     before = graph_def.SerializeToString()
     assert prune_unused_functions(graph_def) == []
     assert graph_def.SerializeToString() == before
+
+
+def test_the_gradient_function_of_a_kept_function_is_kept_with_its_registration():
+    graph_def = text_format.Parse(
+        """
+        node { name: "call" op: "forward" }
+        library {
+          function { signature { name: "forward" } }
+          function { signature { name: "forward_grad" } }
+          gradient { function_name: "forward" gradient_func: "forward_grad" }
+        }
+        """,
+        tf.compat.v1.GraphDef(),
+    )
+    assert prune_unused_functions(graph_def) == []
+    assert sorted(f.signature.name for f in graph_def.library.function) == ["forward", "forward_grad"]

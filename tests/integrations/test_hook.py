@@ -222,6 +222,35 @@ def test_stop_at_step_num_steps_counts_from_the_restored_step_whatever_the_order
     assert steps_on_disk(tmp_path)[-2:] == [15, 20]
 
 
+class _PreemptOnce(tf.compat.v1.train.SessionRunHook):
+    """Raises AbortedError once the step reaches `at`, as a preempted worker would."""
+
+    def __init__(self, at: int):
+        self.at, self.done = at, False
+
+    def begin(self):
+        self.step = tf.compat.v1.train.get_global_step()
+
+    def before_run(self, run_context):
+        return tf.compat.v1.train.SessionRunArgs(self.step)
+
+    def after_run(self, run_context, run_values):
+        if not self.done and run_values.results >= self.at:
+            self.done = True
+            raise tf.errors.AbortedError(None, None, "preempted")
+
+
+def test_a_session_recreated_after_preemption_resumes_although_the_planned_checkpoint_is_gone(tmp_path):
+    train(tmp_path, 4, every_n_steps=2, max_to_keep=2)  # plans model.ckpt-4 for the next run
+
+    def hooks(hook):
+        return [hook, tf.compat.v1.train.StopAtStepHook(num_steps=16), _PreemptOnce(12)]
+
+    # By step 12 retention has deleted model.ckpt-4; the recreated session must not read it.
+    assert run_for(tmp_path, hooks, every_n_steps=2, max_to_keep=2) == 20
+    assert steps_on_disk(tmp_path) == [18, 20]
+
+
 def test_a_damaged_newest_checkpoint_is_skipped_before_the_session_starts(tmp_path):
     train(tmp_path, 5, every_n_steps=3)
     data = tmp_path / "model.ckpt-5.data-00000-of-00001"

@@ -241,9 +241,12 @@ def node_names(context: Context, key: str, value: Any) -> tuple[str, ...]:
 
 def node_constants(context: Context, key: str, value: Any) -> dict[str, bool | int | float]:
     """`{node name: bool or number}`: placeholders to bind before freezing a TF1 graph."""
-    constants = mapping(context, key, value)
-    for name, constant in constants.items():
+    constants = {}
+    for name, constant in mapping(context, key, value).items():
         item_key = f"{key}.{name}"
+        # `is_training:0` is the placeholder's only output, as for node_names.
+        if isinstance(name, str) and name.endswith(":0"):
+            name = name[: -len(":0")]
         if not isinstance(name, str) or not _NODE_NAME.fullmatch(name):
             raise context.expected(
                 key, "TensorFlow node names as keys (letters, digits and _ . - / >)", name,
@@ -255,6 +258,7 @@ def node_constants(context: Context, key: str, value: Any) -> dict[str, bool | i
             raise context.expected(
                 item_key, "a boolean or a number", constant, hint=f"e.g. {name}: false"
             )
+        constants[name] = constant
     return constants
 
 

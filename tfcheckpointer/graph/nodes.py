@@ -95,6 +95,8 @@ def prune_unused_functions(graph_def: Any) -> list[str]:
     would stay, with the variable reads in them.
     """
     library = {f.signature.name: f for f in graph_def.library.function}
+    # A kept function's registered gradient stays registered, so its function stays too.
+    gradient_of = {g.function_name: g.gradient_func for g in graph_def.library.gradient}
     used: set[str] = set()
     pending = list(_called_functions(graph_def.node, library))
     while pending:
@@ -102,6 +104,8 @@ def prune_unused_functions(graph_def: Any) -> list[str]:
         if name not in used:
             used.add(name)
             pending.extend(_called_functions(library[name].node_def, library))
+            if gradient_of.get(name) in library:
+                pending.append(gradient_of[name])
     dead = sorted(set(library) - used)
     if dead:
         kept = [f for f in graph_def.library.function if f.signature.name in used]

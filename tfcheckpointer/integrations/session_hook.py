@@ -117,6 +117,7 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
         # A Scaffold's init_fn runs after the init op and may load other weights (a
         # pretrained model) over the restored ones: then the restore runs again after it.
         scaffold = getattr(monitored[1], "_scaffold", None) if monitored is not None else None
+        self._scaffold = scaffold
         self._init_fn_follows = getattr(scaffold, "init_fn", None) is not None
         variables = {
             naming.GLOBAL_STEP_KEY if v is self._global_step else key: v
@@ -166,6 +167,10 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
             # A session whose init op was not ours (a hand-written loop, a Scaffold
             # given its own init_op) gets the planned restore now.
             self._variables.apply_if_missed(step, self._restored, again=self._init_fn_follows)
+            # A session MonitoredSession recreates (after a preemption) runs the
+            # Scaffold's init op again: without the planned restore, whose checkpoint
+            # retention may have deleted by then; the newest is restored below.
+            self._variables.forget_plan(self._scaffold)
         else:
             # MonitoredSession recreated the session after an error: resume from the
             # newest checkpoint, not from the one planned in `begin`.
@@ -259,7 +264,19 @@ class _PlannedRestore(SessionVariables):
         with tf.control_dependencies([initialize]):
             saver = make_saver({k: self.variables[k] for k in keys}, filename=prefix)
         restore = graph.get_operation_by_name(saver.saver_def.restore_op_name)
-        init_ops[:] = [tf.group(initialize, restore, name="init_and_restore")]
+        self._initialize = initialize
+        self._init_and_restore = tf.group(initialize, restore, name="init_and_restore")
+        init_ops[:] = [self._init_and_restore]
+
+    def forget_plan(self, scaffold: Any) -> None:
+        """Make `scaffold` initialise only, from now on (the plan has been restored once).
+
+        A Scaffold reads its init op once, when it is finalized, and keeps it
+        (`_init_op`, the only handle TF gives); the graph is finalized by now,
+        so the op without the restore is the one that was there before.
+        """
+        if getattr(scaffold, "_init_op", None) is getattr(self, "_init_and_restore", False):
+            scaffold._init_op = self._initialize
 
     def apply_if_missed(self, step: int, restored: Restored | None, *, again: bool = False) -> None:
         """Restore the plan now unless the session's init op did (the step says which) and
