@@ -23,6 +23,7 @@ from tfcheckpointer.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time they load lazily
+    from tfcheckpointer.checkpoint.listeners import CheckpointListener
     from tfcheckpointer.checkpoint.manager import CheckpointManager
     from tfcheckpointer.config.loading import load_config, parse_config
     from tfcheckpointer.graph.keras_freeze import freeze_model
@@ -31,6 +32,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time they load l
 
 _LAZY = {
     "CheckpointCallback": "tfcheckpointer.integrations.keras_callback",
+    "CheckpointListener": "tfcheckpointer.checkpoint.listeners",
     "CheckpointManager": "tfcheckpointer.checkpoint.manager",
     "CheckpointSessionHook": "tfcheckpointer.integrations.session_hook",
     "freeze_model": "tfcheckpointer.graph.keras_freeze",

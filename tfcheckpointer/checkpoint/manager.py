@@ -20,6 +20,7 @@ from tfcheckpointer.checkpoint.background import BackgroundWriter
 from tfcheckpointer.checkpoint.bundle import SavedCheckpoint, holds_values
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory, directory_key, is_local
 from tfcheckpointer.checkpoint.files import atomic_write
+from tfcheckpointer.checkpoint.listeners import Listeners
 from tfcheckpointer.checkpoint.lock import DirectoryLock
 from tfcheckpointer.checkpoint.policy import LastSave, RetentionPolicy, save_policy
 from tfcheckpointer.checkpoint.restore import Restored, Restorer
@@ -48,6 +49,8 @@ class CheckpointManager:
             (the callback passes Keras's printer when `verbose` is on).
         owner: Names the adapter in the error about two writers on one
             directory (e.g. "CheckpointCallback created at train.py:12").
+        listeners: Told `after_save` once each checkpoint is published; with
+            `async`, in the writer thread, and the next save waits for them.
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class CheckpointManager:
         clock: Callable[[], float] = time.time,
         announce: Callable[[str], None] | None = None,
         owner: str = "a CheckpointManager",
+        listeners: Listeners | None = None,
     ):
         self.config = config
         self.owner = owner
@@ -77,6 +81,7 @@ class CheckpointManager:
         )
         self._clock = clock
         self._announce = announce
+        self.listeners = Listeners() if listeners is None else listeners
         self._variables: Any = None
         self._background = BackgroundWriter() if config.async_save else None
         self._lock = DirectoryLock(config.directory) if config.lock and is_local(config.directory) else None
@@ -290,6 +295,7 @@ class CheckpointManager:
             f"Saved checkpoint {saved.prefix} (step {saved.step}, "
             f"{saved.bytes} bytes, {saved.seconds:.2f}s)."
         )
+        self.listeners.after_save(saved.step, saved.prefix)
         return saved
 
     # --- Restoring ----------------------------------------------------------------
