@@ -11,6 +11,7 @@ A job file has one required section and a few optional ones:
     data: {factory: my_project.data:load}
     fit: {epochs: 3, batch_size: 32}
     seed: 0
+    listeners: [my_project.hooks:Upload]   # told of each checkpoint and frozen graph
 
 Every problem raises one `ConfigError` naming the file, the dotted key, the
 line and what was received versus expected. This module must stay importable
@@ -340,6 +341,27 @@ def _factory(context: Context, prefix: str, data: Any) -> FactoryConfig:
     return FactoryConfig(**values)
 
 
+def _listeners(context: Context, prefix: str, data: Any) -> tuple[FactoryConfig, ...]:
+    """`listeners:`: a list of `package.module:function` references or factory mappings."""
+    if data is None:
+        return ()
+    if not isinstance(data, (list, tuple)):
+        raise context.expected(
+            prefix, f"a list, each item {_LISTENER}", data,
+            hint=f"write it as a list: [{data!r}]" if isinstance(data, str) else None,
+        )
+    listeners = []
+    for index, item in enumerate(data):
+        key = f"{prefix}[{index}]"
+        if isinstance(item, Mapping):
+            listeners.append(_factory(context, key, item))
+        elif isinstance(item, str):
+            listeners.append(FactoryConfig(factory_reference(context, key, item)))
+        else:
+            raise context.expected(key, _LISTENER, item)
+    return tuple(listeners)
+
+
 def _fit(context: Context, prefix: str, data: Any) -> dict[str, Any]:
     if data is None:
         return {}
@@ -381,6 +403,7 @@ _FREEZE_FIELDS: dict[str, Check] = {
     "constants": or_null(node_constants),
 }
 _FACTORY_FIELDS: dict[str, Check] = {"factory": factory_reference, "kwargs": keyword_arguments}
+_LISTENER = "a 'package.module:function' reference or a {factory: ..., kwargs: {...}} mapping"
 # Passed to keras `Model.fit` as keyword arguments.
 _FIT_FIELDS: dict[str, Check] = {
     "epochs": integer(1),
@@ -408,4 +431,5 @@ _JOB_FIELDS: dict[str, Check] = {
     "fit": _fit,
     # numpy accepts seeds in [0, 2**32 - 1].
     "seed": or_null(integer(0, 2**32 - 1)),
+    "listeners": _listeners,
 }

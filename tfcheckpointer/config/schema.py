@@ -79,5 +79,7 @@ class JobConfig:
     data: FactoryConfig | None = None
     fit: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    listeners: tuple[FactoryConfig, ...] = ()
+    """Factories of the objects told about each checkpoint and frozen graph (`listeners:`)."""
     source: str = "<dict>"
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
+from tfcheckpointer.checkpoint.listeners import Listeners, configured_listeners, given_listeners
 from tfcheckpointer.config.loading import (
     load_config,
     parse_checkpoint_section,
@@ -61,6 +62,7 @@ class ConfiguredAdapter:
         save_graph_def: str | None = "pbtxt",
         freeze: Mapping[str, Any] | FreezeConfig | None = None,
         probe: ProbeLike = None,
+        listeners: Sequence[Any] | None = None,
         verbose: int = 0,
     ) -> None:
         """Check the options, as the YAML keys are checked, and set up the adapter.
@@ -114,6 +116,10 @@ class ConfiguredAdapter:
                 zero-argument callable returning one of these. It takes
                 precedence over `freeze.probe`; without either, a random batch
                 of `freeze.verify_batch_size` rows.
+            listeners: Objects told about each published checkpoint
+                (`after_save(step, prefix)`) and the frozen graph
+                (`after_freeze(path, sidecar)`): see `CheckpointListener`.
+                One that raises is logged by name; what it was told about stays.
             verbose: 1 prints a line for each save and restore; every save is
                 also logged on the `tfcheckpointer` logger whatever `verbose` is.
 
@@ -124,7 +130,10 @@ class ConfiguredAdapter:
         checkpoint = parse_checkpoint_section({name: given[name] for name in CHECKPOINT_OPTIONS})
         if not isinstance(freeze, (FreezeConfig, type(None))):
             freeze = parse_freeze_section(freeze)
-        self._configure(checkpoint, freeze, verbose, configured_probe(probe, freeze, source="<arguments>"))
+        self._configure(
+            checkpoint, freeze, verbose, configured_probe(probe, freeze, source="<arguments>"),
+            given_listeners(listeners),
+        )
 
     def _configure(
         self,
@@ -132,23 +141,41 @@ class ConfiguredAdapter:
         freeze: FreezeConfig | None,
         verbose: int,
         probe: Probe | None,
+        listeners: Listeners,
     ) -> None:
-        self._setup(checkpoint, freeze, verbose)
+        self._setup(checkpoint, freeze, verbose, listeners)
         # `probe=`, else `freeze.probe`; None leaves the choice to the next source (`graph.probe`).
         self.probe = probe
 
-    def _setup(self, checkpoint: CheckpointConfig, freeze: FreezeConfig | None, verbose: int) -> None:
+    def _setup(
+        self,
+        checkpoint: CheckpointConfig,
+        freeze: FreezeConfig | None,
+        verbose: int,
+        listeners: Listeners,
+    ) -> None:
         raise NotImplementedError
 
     @classmethod
     def from_config_object(
-        cls: type[_Adapter], config: JobConfig, *, verbose: int = 0, probe: ProbeLike = None
+        cls: type[_Adapter],
+        config: JobConfig,
+        *,
+        verbose: int = 0,
+        probe: ProbeLike = None,
+        listeners: Sequence[Any] | None = None,
     ) -> _Adapter:
-        """The adapter for an already validated config; `probe` as in `__init__`."""
+        """The adapter for an already validated config; `probe` and `listeners` as in `__init__`.
+
+        The job file's `listeners:` are built now (their factories called) and
+        told first, then `listeners`.
+        """
+        given = given_listeners(listeners)  # checked before any factory of the file runs
         adapter = cls.__new__(cls)
         adapter._configure(
             config.checkpoint, config.freeze, verbose,
             configured_probe(probe, config.freeze, source=config.source),
+            configured_listeners(config.listeners, source=config.source) + given,
         )
         return adapter
 
@@ -160,16 +187,26 @@ class ConfiguredAdapter:
         *,
         verbose: int = 0,
         probe: ProbeLike = None,
+        listeners: Sequence[Any] | None = None,
     ) -> _Adapter:
-        """The adapter for a YAML file's `checkpoint:` and `freeze:` sections.
+        """The adapter for a YAML file's `checkpoint:`, `freeze:` and `listeners:` sections.
 
         `overrides` maps dotted keys to values, e.g. `{"checkpoint.every_n_steps": 10}`.
         """
-        return cls.from_config_object(load_config(path, overrides), verbose=verbose, probe=probe)
+        return cls.from_config_object(
+            load_config(path, overrides), verbose=verbose, probe=probe, listeners=listeners
+        )
 
     @classmethod
     def from_dict(
-        cls: type[_Adapter], data: Mapping[str, Any], *, verbose: int = 0, probe: ProbeLike = None
+        cls: type[_Adapter],
+        data: Mapping[str, Any],
+        *,
+        verbose: int = 0,
+        probe: ProbeLike = None,
+        listeners: Sequence[Any] | None = None,
     ) -> _Adapter:
         """The adapter for a mapping shaped like the YAML file."""
-        return cls.from_config_object(parse_config(data), verbose=verbose, probe=probe)
+        return cls.from_config_object(
+            parse_config(data), verbose=verbose, probe=probe, listeners=listeners
+        )

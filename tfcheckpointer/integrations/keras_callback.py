@@ -12,6 +12,7 @@ import keras
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.derived import finalize_derived_state
 from tfcheckpointer.checkpoint.keys import checkpoint_variables, model_variable_keys
+from tfcheckpointer.checkpoint.listeners import Listeners
 from tfcheckpointer.checkpoint.manager import CheckpointManager
 from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig
 from tfcheckpointer.errors import BackendError, CheckpointError, FreezeError
@@ -120,12 +121,17 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
     `freeze` section is given.
 
     Build it from keyword arguments named like the YAML `checkpoint:` keys
-    plus `freeze=` and `verbose=` (each explained under `ConfiguredAdapter`,
-    whose `__init__` it uses), or with `from_yaml` / `from_dict`.
+    plus `freeze=`, `probe=`, `listeners=` and `verbose=` (each explained
+    under `ConfiguredAdapter`, whose `__init__` it uses), or with
+    `from_yaml` / `from_dict`.
     """
 
     def _setup(
-        self, checkpoint: CheckpointConfig, freeze: FreezeConfig | None, verbose: int
+        self,
+        checkpoint: CheckpointConfig,
+        freeze: FreezeConfig | None,
+        verbose: int,
+        listeners: Listeners,
     ) -> None:
         require_tensorflow_backend()
         keras.callbacks.Callback.__init__(self)
@@ -134,7 +140,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         self.verbose = verbose
         self.manager = CheckpointManager(
             self.checkpoint_config, announce=self._print if verbose else None,
-            owner=f"{type(self).__name__} created at {creation_site()}",
+            owner=f"{type(self).__name__} created at {creation_site()}", listeners=listeners,
         )
         self.frozen: FrozenGraph | None = None
         self.freeze_error: FreezeError | None = None
@@ -293,6 +299,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
                 f"Wrote frozen graph {self.frozen.path} ({self.frozen.node_count} nodes, "
                 f"max diff {self.frozen.max_abs_diff})."
             )
+        self.manager.listeners.after_freeze(self.frozen.path, self.frozen.sidecar)
 
     # tf_keras (Keras 2, TF_USE_LEGACY_KERAS=1) asks its callbacks which batch hooks they use.
     def _implements_train_batch_hooks(self) -> bool:

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.directory import same_directory
+from tfcheckpointer.checkpoint.listeners import Listeners
 from tfcheckpointer.checkpoint.manager import CheckpointManager
 from tfcheckpointer.checkpoint.restore import Restored
 from tfcheckpointer.checkpoint.tf_utils import op_error_text
@@ -77,7 +78,13 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
     `end(session)` at the end.
     """
 
-    def _setup(self, checkpoint: CheckpointConfig, freeze: FreezeConfig | None, verbose: int) -> None:
+    def _setup(
+        self,
+        checkpoint: CheckpointConfig,
+        freeze: FreezeConfig | None,
+        verbose: int,
+        listeners: Listeners,
+    ) -> None:
         if not checkpoint.include_optimizer:
             raise ConfigError(
                 "false is not supported by CheckpointSessionHook: it saves every global "
@@ -92,7 +99,7 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
         self.freeze_config = freeze
         self.manager = CheckpointManager(
             checkpoint, announce=print if verbose else None,
-            owner=f"{type(self).__name__} created at {creation_site()}",
+            owner=f"{type(self).__name__} created at {creation_site()}", listeners=listeners,
         )
         self.frozen: FrozenGraph | None = None
 
@@ -226,6 +233,7 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
                 description={"step": step, "checkpoint": self.manager.last_checkpoint},
                 probe=self.probe,
             )
+            self.manager.listeners.after_freeze(self.frozen.path, self.frozen.sidecar)
 
 
 class _PlannedRestore(SessionVariables):
