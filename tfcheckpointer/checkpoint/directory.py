@@ -66,6 +66,10 @@ class CheckpointDirectory:
     def prefix(self, step: int) -> str:
         return naming.checkpoint_prefix(self.directory, self._require_basename(), step)
 
+    def name(self, step: int) -> str:
+        """The checkpoint's name in the directory: its prefix without the directory."""
+        return naming.checkpoint_name(self._require_basename(), step)
+
     # --- Reading ---------------------------------------------------------------------
 
     def list_checkpoints(self) -> list[CheckpointInfo]:
@@ -221,7 +225,9 @@ class CheckpointDirectory:
         )
         single = {
             name + naming.TEMP_INFIX
-            for name in [naming.STATE_FILENAME, *naming.GRAPH_DEF_FILENAMES.values()]
+            for name in [
+                naming.STATE_FILENAME, naming.SCORES_FILENAME, *naming.GRAPH_DEF_FILENAMES.values()
+            ]
         }
         stale = [name for name in self._listdir() if ours.match(name) or name in single]
         for name in stale:
