@@ -141,6 +141,20 @@ def test_a_step_saved_again_loses_its_old_score(tmp_path, managers):
     assert list(read_scores(str(tmp_path)).checkpoints) == ["model.ckpt-4"]
 
 
+def test_checkpoints_set_aside_take_their_scores_along(tmp_path, managers):
+    manager = managers(tmp_path)
+    variables = make_variables()
+    manager.start(variables, step=0)
+    train(manager, variables, 1, losses=[0.9])
+    manager.close()
+    fresh = managers(tmp_path, restore="none", on_existing="set_aside")
+    fresh.start(make_variables(), step=0)
+    fresh.restore()
+    (aside,) = tmp_path.glob("set-aside-*")
+    assert read_scores(str(aside)).value("model.ckpt-4", "loss") == 0.9
+    assert not (tmp_path / "scores.json").exists()
+
+
 def test_a_damaged_scores_file_is_ignored_with_a_warning(tmp_path, managers, caplog):
     (tmp_path / "scores.json").write_text("{not json")
     manager = managers(tmp_path)

@@ -201,7 +201,7 @@ class CheckpointDirectory:
         return aside
 
     def set_aside_all(self, time: str) -> str:
-        """Move every checkpoint of this basename and the state file into a subdirectory.
+        """Move every checkpoint of this basename, its scores and the state file into a subdirectory.
 
         `time` names the subdirectory (`set-aside-<time>`); returns its path.
         Each checkpoint moves index first, so none is left looking complete
@@ -214,8 +214,10 @@ class CheckpointDirectory:
             names.sort(key=lambda name: not name.endswith(naming.INDEX_SUFFIX))
             for name in names:
                 tf.io.gfile.rename(f"{self.directory}/{name}", f"{target}/{name}")
-        if tf.io.gfile.exists(self.state_path):
-            tf.io.gfile.rename(self.state_path, f"{target}/{naming.STATE_FILENAME}")
+        # The scores (`keep_best`) go with the checkpoints they score.
+        for name in (naming.SCORES_FILENAME, naming.STATE_FILENAME):
+            if tf.io.gfile.exists(f"{self.directory}/{name}"):
+                tf.io.gfile.rename(f"{self.directory}/{name}", f"{target}/{name}")
         return target
 
     def remove_stale_temp_files(self) -> list[str]:
