@@ -6,6 +6,7 @@ import pytest
 
 from tfcheckpointer.checkpoint.policy import (
     AnySavePolicy,
+    BestK,
     CheckpointInfo,
     LastSave,
     RetentionPolicy,
@@ -112,3 +113,69 @@ def test_total_bytes_cap_applies_after_the_count():
     found = [CheckpointInfo(step, float(step), 40) for step in (1, 2, 3, 4)]
     doomed = RetentionPolicy(max_to_keep=3, max_total_bytes=100).to_delete(found)
     assert [c.step for c in doomed] == [1, 2]
+
+
+# --- Best k --------------------------------------------------------------------
+
+
+def scored(*pairs):
+    """Checkpoints at steps 1, 2, ... written an hour apart, with these (step, score) pairs."""
+    return [CheckpointInfo(step, step * HOUR, 40, score) for step, score in pairs]
+
+
+def kept_steps(policy, found):
+    doomed = {c.step for c in policy.to_delete(found)}
+    return [c.step for c in found if c.step not in doomed]
+
+
+@pytest.mark.parametrize(("mode", "best"), [("min", [2, 4]), ("max", [1, 3])])
+def test_best_k_survive_max_to_keep(mode, best):
+    found = scored((1, 0.9), (2, 0.1), (3, 0.8), (4, 0.2), (5, 0.5), (6, 0.6))
+    policy = RetentionPolicy(max_to_keep=1, keep_best=BestK(2, mode))
+    assert kept_steps(policy, found) == best + [6]
+
+
+def test_best_k_ranks_only_finite_scores():
+    found = scored((1, None), (2, float("nan")), (3, 0.5), (4, None))
+    assert kept_steps(RetentionPolicy(max_to_keep=1, keep_best=BestK(2, "min")), found) == [3, 4]
+
+
+def test_best_k_of_equal_scores_is_the_newer():
+    found = scored((1, 0.5), (2, 0.5), (3, 0.9))
+    assert [c.step for c in BestK(1, "min").best(found)] == [2]
+
+
+def test_best_k_survive_the_hourly_rule():
+    # Hourly keeps 1 of the older ones (they are all within 40 minutes); best keeps step 3 too.
+    found = [CheckpointInfo(s, s * 600.0, 0, score) for s, score in [(1, 0.9), (2, 0.8), (3, 0.1), (4, 0.7), (5, 0.6)]]
+    policy = RetentionPolicy(max_to_keep=1, keep_checkpoint_every_n_hours=1, keep_best=BestK(1, "min"))
+    assert kept_steps(policy, found) == [1, 3, 5]
+
+
+def test_total_bytes_cap_keeps_the_best_and_the_newest():
+    found = scored((1, 0.1), (2, 0.9), (3, 0.8), (4, 0.7))
+    policy = RetentionPolicy(max_total_bytes=100, keep_best=BestK(1, "min"))
+    # Best (40) + newest (40) leave room for none of the others.
+    assert kept_steps(policy, found) == [1, 4]
+
+
+def test_total_bytes_cap_may_be_exceeded_by_the_best_and_the_newest():
+    found = scored((1, 0.1), (2, 0.2), (3, 0.9))
+    policy = RetentionPolicy(max_total_bytes=10, keep_best=BestK(2, "min"))
+    assert kept_steps(policy, found) == [1, 2, 3]
+
+
+def test_best_k_retention_is_stable_when_rerun_on_the_survivors():
+    policy = RetentionPolicy(max_to_keep=2, keep_best=BestK(2, "max"))
+    on_disk: list[CheckpointInfo] = []
+    for step, score in enumerate([0.3, 0.9, 0.1, 0.8, 0.2, 0.4, 0.5], start=1):
+        on_disk.append(CheckpointInfo(step, float(step), 0, score))
+        doomed = {c.step for c in policy.to_delete(on_disk)}
+        on_disk = [c for c in on_disk if c.step not in doomed]
+    assert [c.step for c in on_disk] == [2, 4, 6, 7]
+    assert policy.to_delete(on_disk) == []
+
+
+def test_a_checkpoint_that_leaves_the_best_k_goes_by_recency():
+    found = scored((1, 0.5), (2, 0.4), (3, 0.3), (4, 0.2))
+    assert kept_steps(RetentionPolicy(max_to_keep=1, keep_best=BestK(1, "min")), found) == [4]

@@ -16,6 +16,7 @@ from tfcheckpointer.config import (
     FactoryConfig,
     FreezeConfig,
     JobConfig,
+    KeepBestConfig,
     apply_overrides,
     load_config,
     parse_checkpoint_section,
@@ -885,3 +886,61 @@ def test_bad_freeze_constants_are_refused(constants, key, message):
     with pytest.raises(ConfigError, match=message) as info:
         parse_config(valid_with("freeze", "constants", constants), source="job.yaml")
     assert (info.value.key, info.value.file) == (key, "job.yaml")
+
+
+# --- checkpoint.keep_best --------------------------------------------------------------
+
+
+def test_keep_best_is_read_from_yaml(tmp_path):
+    path = write(tmp_path, """\
+        checkpoint:
+          directory: /c
+          every_n_steps: 5
+          keep_best: {k: 3, monitor: val_loss, mode: min}
+        """)
+    assert load_config(path).checkpoint.keep_best == KeepBestConfig(monitor="val_loss", mode="min", k=3)
+
+
+@pytest.mark.parametrize(
+    ("monitor", "mode"),
+    [("val_loss", "min"), ("loss", "min"), ("mean_absolute_error", "min"),
+     ("accuracy", "max"), ("val_sparse_categorical_accuracy", "max"), ("val_auc", "max")],
+)
+def test_keep_best_mode_follows_the_monitor_name(monitor, mode):
+    keep_best = parse_config(valid_with("checkpoint", "keep_best", {"monitor": monitor})).checkpoint.keep_best
+    assert (keep_best.mode, keep_best.k) == (mode, 1)
+
+
+def test_keep_best_mode_is_required_for_a_name_that_does_not_tell():
+    with pytest.raises(
+        ConfigError,
+        match=r"cannot tell from the name 'mae' whether a lower or a higher value is better "
+        r"HINT: add mode: min or mode: max",
+    ) as info:
+        parse_config(valid_with("checkpoint", "keep_best", {"monitor": "mae"}))
+    assert info.value.key == "checkpoint.keep_best.mode"
+
+
+@pytest.mark.parametrize(
+    ("keep_best", "key", "message"),
+    [
+        ({"k": 2}, "checkpoint.keep_best.monitor", "checkpoint.keep_best.monitor is required"),
+        ({"monitor": "loss", "k": 0}, "checkpoint.keep_best.k", "expected an integer >= 1, got 0"),
+        ({"monitor": "loss", "mode": "lowest"}, "checkpoint.keep_best.mode",
+         r"expected one of 'min', 'max', got 'lowest' \(str\)"),
+        ({"monitor": 3}, "checkpoint.keep_best.monitor", "expected a metric name as fit"),
+        ({"monitor": "loss", "patience": 2}, "checkpoint.keep_best.patience", "unknown key 'patience'"),
+        ("val_loss", "checkpoint.keep_best", r"expected a mapping, got 'val_loss' \(str\)"),
+    ],
+)
+def test_bad_keep_best_is_refused(keep_best, key, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        parse_config(valid_with("checkpoint", "keep_best", keep_best))
+    assert info.value.key == key
+
+
+def test_keep_best_is_a_keyword_of_the_checkpoint_section():
+    section = parse_checkpoint_section(
+        {"directory": "/c", "every_n_steps": 1, "keep_best": {"monitor": "accuracy", "k": 2}}, prefix=""
+    )
+    assert section.keep_best == KeepBestConfig(monitor="accuracy", mode="max", k=2)

@@ -66,6 +66,10 @@ class CheckpointDirectory:
     def prefix(self, step: int) -> str:
         return naming.checkpoint_prefix(self.directory, self._require_basename(), step)
 
+    def name(self, step: int) -> str:
+        """The checkpoint's name in the directory: its prefix without the directory."""
+        return naming.checkpoint_name(self._require_basename(), step)
+
     # --- Reading ---------------------------------------------------------------------
 
     def list_checkpoints(self) -> list[CheckpointInfo]:
@@ -197,7 +201,7 @@ class CheckpointDirectory:
         return aside
 
     def set_aside_all(self, time: str) -> str:
-        """Move every checkpoint of this basename and the state file into a subdirectory.
+        """Move every checkpoint of this basename, its scores and the state file into a subdirectory.
 
         `time` names the subdirectory (`set-aside-<time>`); returns its path.
         Each checkpoint moves index first, so none is left looking complete
@@ -210,8 +214,10 @@ class CheckpointDirectory:
             names.sort(key=lambda name: not name.endswith(naming.INDEX_SUFFIX))
             for name in names:
                 tf.io.gfile.rename(f"{self.directory}/{name}", f"{target}/{name}")
-        if tf.io.gfile.exists(self.state_path):
-            tf.io.gfile.rename(self.state_path, f"{target}/{naming.STATE_FILENAME}")
+        # The scores (`keep_best`) go with the checkpoints they score.
+        for name in (naming.SCORES_FILENAME, naming.STATE_FILENAME):
+            if tf.io.gfile.exists(f"{self.directory}/{name}"):
+                tf.io.gfile.rename(f"{self.directory}/{name}", f"{target}/{name}")
         return target
 
     def remove_stale_temp_files(self) -> list[str]:
@@ -221,7 +227,9 @@ class CheckpointDirectory:
         )
         single = {
             name + naming.TEMP_INFIX
-            for name in [naming.STATE_FILENAME, *naming.GRAPH_DEF_FILENAMES.values()]
+            for name in [
+                naming.STATE_FILENAME, naming.SCORES_FILENAME, *naming.GRAPH_DEF_FILENAMES.values()
+            ]
         }
         stale = [name for name in self._listdir() if ours.match(name) or name in single]
         for name in stale:

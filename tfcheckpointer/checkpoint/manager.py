@@ -1,8 +1,9 @@
 """The checkpoint manager: owns the step, the policies, the saver and the restorer.
 
 Adapters (the Keras callback, a TF1 session hook) turn their hooks into
-calls on this object: `start`, `restore`, `on_step`, `on_end`. It asks the
-save policy, takes a snapshot, writes it (in the background with
+calls on this object: `start`, `restore`, `on_step`, `on_end` (and
+`on_epoch_end`, whose metrics score checkpoints for `keep_best`). It asks
+the save policy, takes a snapshot, writes it (in the background with
 `async`), publishes it atomically, then applies retention to every
 checkpoint in the directory, including those left by earlier runs.
 """
@@ -22,9 +23,10 @@ from tfcheckpointer.checkpoint.directory import CheckpointDirectory, directory_k
 from tfcheckpointer.checkpoint.files import atomic_write
 from tfcheckpointer.checkpoint.listeners import Listeners
 from tfcheckpointer.checkpoint.lock import DirectoryLock
-from tfcheckpointer.checkpoint.policy import LastSave, RetentionPolicy, save_policy
+from tfcheckpointer.checkpoint.policy import BestK, LastSave, RetentionPolicy, save_policy
 from tfcheckpointer.checkpoint.restore import Restored, Restorer
 from tfcheckpointer.checkpoint.saver import CheckpointSaver
+from tfcheckpointer.checkpoint.scores import record_epoch
 from tfcheckpointer.checkpoint.signals import SignalCatcher
 from tfcheckpointer.checkpoint.tf_utils import op_error_text
 from tfcheckpointer.checkpoint.variables import EagerVariables, SessionVariables
@@ -66,11 +68,14 @@ class CheckpointManager:
         self.owner = owner
         self._superseded_by: str | None = None
         self.directory = CheckpointDirectory(config.directory, config.basename)
+        keep_best = config.keep_best
         self.saver = CheckpointSaver(
             self.directory,
             RetentionPolicy(
-                config.max_to_keep, config.keep_checkpoint_every_n_hours, config.max_total_bytes
+                config.max_to_keep, config.keep_checkpoint_every_n_hours, config.max_total_bytes,
+                BestK(keep_best.k, keep_best.mode) if keep_best else None,
             ),
+            monitor=keep_best.monitor if keep_best else None,
         )
         self.restorer = Restorer(
             self.directory, config.restore,
@@ -89,6 +94,9 @@ class CheckpointManager:
         self.last_save = LastSave(step=0, time=clock())
         self.last_published_step = 0
         self.last_checkpoint: str | None = None
+        self._unscored: list[int] = []
+        """Steps saved since the last epoch end, which its metrics will score (`keep_best`)."""
+        self._warned_no_monitor = False
 
     # --- Lifecycle ------------------------------------------------------------
 
@@ -128,6 +136,7 @@ class CheckpointManager:
         self.saver.extra_files = dict(extra_files or {})
         self.last_save = LastSave(step=step, time=self._clock())
         self.last_published_step = step
+        self._unscored = []
         self._signals.received = None
         self._signals.install()
 
@@ -145,6 +154,41 @@ class CheckpointManager:
         if self.save_policy.should_save(step, self._clock(), self.last_save):
             return self.save(step)
         return None
+
+    def on_epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> None:
+        """Record `metrics` as the score of the checkpoints saved since the last epoch end.
+
+        Only with `keep_best`. `epoch` counts from 1; `metrics` are the
+        epoch's logs (`loss`, `val_loss`, ...). Without the monitored metric
+        among them, the checkpoints get no score for it (retention keeps them
+        by recency only), and the first time this is said in a warning.
+        """
+        keep_best = self.config.keep_best
+        if keep_best is None:
+            return
+        if keep_best.monitor not in metrics and not self._warned_no_monitor:
+            self._warned_no_monitor = True
+            logger.warning(
+                "checkpoint.keep_best.monitor %r is not among the metrics of epoch %d (%s), so "
+                "its checkpoints have no score and are kept by recency only. HINT: val_ metrics "
+                "need validation data (fit's validation_data or validation_split); or monitor "
+                "one of the metrics above.",
+                keep_best.monitor, epoch, ", ".join(map(str, metrics)) or "none",
+            )
+        steps, self._unscored = self._unscored, []
+        if not steps:
+            return
+        self.wait()  # a background write must be on disk to be scored
+        try:
+            record_epoch(
+                self.directory.directory, [self.directory.name(s) for s in steps],
+                epoch=epoch, metrics=metrics, keep_best=keep_best,
+            )
+        except (tf.errors.OpError, OSError) as error:
+            self._failed(CheckpointError(
+                f"Cannot record the scores of epoch {epoch} in {self.directory.directory}: "
+                f"{op_error_text(error)}"
+            ))
 
     def on_end(
         self, step: int, *, must_hold: Collection[str] = ()
@@ -244,6 +288,8 @@ class CheckpointManager:
         """
         snapshot = self._variables.snapshot()
         self.last_save = LastSave(step=step, time=self._clock())
+        if self.config.keep_best is not None:
+            self._unscored.append(step)
         if self._background is None:
             try:
                 return self._publish(step, snapshot)

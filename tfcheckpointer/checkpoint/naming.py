@@ -12,6 +12,8 @@ DATA_INFIX = ".data-"
 META_SUFFIX = ".meta"
 """`<checkpoint prefix>.meta`, where TF1's `Saver.save` puts the MetaGraphDef."""
 SIDECAR_SUFFIX = ".json"
+SCORES_FILENAME = "scores.json"
+"""The checkpoints' epoch-end metrics that `checkpoint.keep_best` ranks them by."""
 TEMP_INFIX = ".tfcheckpointer-tmp"
 CORRUPT_INFIX = ".corrupt"
 SET_ASIDE_DIRECTORY = "set-aside-{time}"
@@ -30,9 +32,14 @@ _DATA_FILE = re.compile(r"(?P<prefix>.+)\.data-(?P<shard>\d+)-of-(?P<shards>\d+)
 _INDEX_FILE = re.compile(r"(?P<basename>.+)-(?P<step>\d+)" + re.escape(INDEX_SUFFIX))
 
 
+def checkpoint_name(basename: str, step: int) -> str:
+    """`<basename>-<step>`: a checkpoint's prefix without its directory."""
+    return f"{basename}-{step}"
+
+
 def checkpoint_prefix(directory: str, basename: str, step: int) -> str:
     """`<directory>/<basename>-<step>`, the prefix a Saver writes for `step`."""
-    return f"{directory.rstrip('/')}/{basename}-{step}"
+    return f"{directory.rstrip('/')}/{checkpoint_name(basename, step)}"
 
 
 def checkpoint_file_step(filename: str, basename: str) -> tuple[int, bool] | None:

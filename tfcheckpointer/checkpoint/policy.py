@@ -1,4 +1,4 @@
-"""When to save and what to keep: pure decisions over step numbers and times.
+"""When to save and what to keep: pure decisions over step numbers, times and scores.
 
 Nothing here touches TensorFlow or the disk, so the rules are tested with
 plain numbers. The manager asks these objects and does the I/O itself.
@@ -7,6 +7,7 @@ plain numbers. The manager asks these objects and does the I/O itself.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -77,11 +78,38 @@ def save_policy(
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointInfo:
-    """A checkpoint on disk: its step, when it was written (seconds since the epoch), its size."""
+    """A checkpoint on disk: its step, when it was written (seconds since the epoch), its size.
+
+    `score` is its `keep_best` metric at the epoch end after it, or None
+    when it has none (no epoch end came yet, the metric was not logged).
+    """
 
     step: int
     timestamp: float
     bytes: int = 0
+    score: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class BestK:
+    """The `k` checkpoints with the best score: the lowest with `mode="min"`, the highest with `"max"`.
+
+    Checkpoints without a finite score do not compete (a NaN loss is no
+    best). Of equal scores the higher step wins: it has trained longer.
+    """
+
+    k: int
+    mode: str
+
+    def best(self, checkpoints: Sequence[CheckpointInfo]) -> list[CheckpointInfo]:
+        """The best `k` of `checkpoints`, best first."""
+        sign = 1.0 if self.mode == "max" else -1.0
+        ranked = sorted(
+            ((sign * c.score, c.step, c) for c in checkpoints
+             if c.score is not None and math.isfinite(c.score)),
+            key=lambda ranking: ranking[:2], reverse=True,
+        )
+        return [c for *_, c in ranked[: self.k]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,24 +123,32 @@ class RetentionPolicy:
     same choice as the run that wrote the files, and deleting never changes
     which of the survivors are kept. `max_total_bytes` then caps the total
     size, dropping the oldest survivors first; the newest is always kept.
+
+    With `keep_best`, the best k scored checkpoints are never deleted, by
+    neither rule: the newest and the best may together exceed `max_to_keep`
+    and `max_total_bytes`. A checkpoint that drops out of the best k goes by
+    the other rules again.
     """
 
     max_to_keep: int | None = None
     keep_checkpoint_every_n_hours: float | None = None
     max_total_bytes: int | None = None
+    keep_best: BestK | None = None
 
     def to_delete(self, checkpoints: Sequence[CheckpointInfo]) -> list[CheckpointInfo]:
         ordered = sorted(checkpoints, key=lambda c: c.step)
-        doomed = self._by_count(ordered)
+        best = self.keep_best.best(ordered) if self.keep_best is not None else []
+        doomed = [c for c in self._by_count(ordered) if c not in best]
         if self.max_total_bytes is not None:
             survivors = [c for c in ordered if c not in doomed]
-            total = 0
+            total = sum(c.bytes for c in best)
             for index, checkpoint in enumerate(reversed(survivors)):
+                if checkpoint in best:
+                    continue
                 total += checkpoint.bytes
                 if index > 0 and total > self.max_total_bytes:
                     doomed.append(checkpoint)
         return sorted(doomed, key=lambda c: c.step)
-
     def _by_count(self, ordered: list[CheckpointInfo]) -> list[CheckpointInfo]:
         if self.max_to_keep is None or len(ordered) <= self.max_to_keep:
             return []

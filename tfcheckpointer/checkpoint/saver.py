@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 
@@ -10,7 +11,8 @@ import tensorflow as tf
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.bundle import SavedCheckpoint, Snapshot, write_checkpoint
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory
-from tfcheckpointer.checkpoint.policy import RetentionPolicy
+from tfcheckpointer.checkpoint.policy import CheckpointInfo, RetentionPolicy
+from tfcheckpointer.checkpoint.scores import Scores, read_scores, write_scores
 from tfcheckpointer.checkpoint.tf_utils import op_error_text
 from tfcheckpointer.errors import CheckpointError
 
@@ -26,6 +28,8 @@ class CheckpointSaver:
             run wrote them.
         extra_files: Suffixes (`.meta`) and the bytes written beside every
             checkpoint and published with it.
+        monitor: The `keep_best` metric: retention sees each checkpoint's
+            recorded score for it (`scores.json`); None reads no scores.
     """
 
     def __init__(
@@ -33,10 +37,13 @@ class CheckpointSaver:
         directory: CheckpointDirectory,
         retention: RetentionPolicy,
         extra_files: Mapping[str, bytes] | None = None,
+        *,
+        monitor: str | None = None,
     ):
         self.directory = directory
         self.retention = retention
         self.extra_files = dict(extra_files or {})
+        self.monitor = monitor
 
     def save(self, step: int, snapshot: Snapshot) -> SavedCheckpoint:
         """Write, publish, point the state file at it, then prune."""
@@ -47,9 +54,10 @@ class CheckpointSaver:
         except (tf.errors.OpError, OSError) as error:
             raise CheckpointError(f"Cannot write checkpoint {prefix}: {op_error_text(error)}") from error
         self._unpublish(step)
+        scores = self._scores_without(step)
         seconds = write_checkpoint(prefix, snapshot, extra_files=self.extra_files)
         try:
-            on_disk = self.directory.list_checkpoints()
+            on_disk = self._scored(self.directory.list_checkpoints(), scores)
             # The checkpoint just written stays, even beside higher steps of an earlier run.
             doomed = [c for c in self.retention.to_delete(on_disk) if c.step != step]
             doomed_steps = {c.step for c in doomed}
@@ -64,6 +72,30 @@ class CheckpointSaver:
                 f"Wrote {prefix} but could not update {self.directory.directory}: {error}"
             ) from error
         return SavedCheckpoint(step, prefix, size, seconds)
+
+    def _scores_without(self, step: int) -> Scores | None:
+        """The recorded scores, less one for `step`, which leaves the file too: an earlier
+        run's score there is not the score of the checkpoint about to replace it."""
+        if self.monitor is None:
+            return None
+        directory = self.directory.directory
+        scores = read_scores(directory)
+        name = self.directory.name(step)
+        if name in scores.checkpoints:
+            scores = scores.without({name})
+            try:
+                write_scores(directory, scores)
+            except (tf.errors.OpError, OSError) as error:
+                raise CheckpointError(f"Cannot update the scores in {directory}: {error}") from error
+        return scores
+
+    def _scored(self, checkpoints: list[CheckpointInfo], scores: Scores | None) -> list[CheckpointInfo]:
+        if scores is None or self.monitor is None:
+            return checkpoints
+        return [
+            dataclasses.replace(c, score=scores.value(self.directory.name(c.step), self.monitor))
+            for c in checkpoints
+        ]
 
     def _unpublish(self, step: int) -> None:
         """Before a step is written again (a restart that went back), point the

@@ -43,10 +43,10 @@ def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentPa
     freeze.add_argument(
         "--checkpoint",
         default="latest",
-        metavar="latest|PREFIX|DIR",
+        metavar="latest|best|PREFIX|DIR",
         help="latest (default: the newest in CONFIG's checkpoint.directory or beside --meta / "
-        "--graph), "
-        "a checkpoint prefix, or a directory (its newest)",
+        "--graph), best (there, the best by the epoch-end scores of checkpoint.keep_best), "
+        "best:DIR, a checkpoint prefix, or a directory (its newest)",
     )
     freeze.add_argument(
         "-o",

@@ -20,6 +20,7 @@ from tfcheckpointer.config.schema import (
     FactoryConfig,
     FreezeConfig,
     JobConfig,
+    KeepBestConfig,
 )
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "FactoryConfig",
     "FreezeConfig",
     "JobConfig",
+    "KeepBestConfig",
     "apply_overrides",
     "load_config",
     "parse_checkpoint_section",

@@ -279,6 +279,12 @@ def graph_def_format(context: Context, key: str, value: Any) -> str | None:
     raise context.expected(key, "'pbtxt', 'pb' or false", value)
 
 
+def metric_name(context: Context, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise context.expected(key, "a metric name as fit() logs it (val_loss, accuracy)", value)
+    return value
+
+
 def factory_reference(context: Context, key: str, value: Any) -> str:
     if not isinstance(value, str) or not _FACTORY_REFERENCE.fullmatch(value):
         raise context.expected(key, "'package.module:function'", value)

@@ -44,6 +44,7 @@ from tfcheckpointer.config.checks import (
     join,
     keyword_arguments,
     mapping,
+    metric_name,
     node_constants,
     node_names,
     number,
@@ -53,11 +54,13 @@ from tfcheckpointer.config.checks import (
     signal_names,
 )
 from tfcheckpointer.config.schema import (
+    BEST_MODES,
     ON_EXISTING_CHOICES,
     CheckpointConfig,
     FactoryConfig,
     FreezeConfig,
     JobConfig,
+    KeepBestConfig,
 )
 from tfcheckpointer.errors import ConfigError
 
@@ -336,6 +339,32 @@ def _freeze(context: Context, prefix: str, data: Any) -> FreezeConfig:
     return FreezeConfig(**values)
 
 
+def _keep_best(context: Context, prefix: str, data: Any) -> KeepBestConfig:
+    if isinstance(data, KeepBestConfig):
+        return data
+    values = _parse_fields(context, prefix, data, _KEEP_BEST_FIELDS, required=("monitor",))
+    if "mode" not in values:
+        values["mode"] = _mode_of(values["monitor"])
+        if values["mode"] is None:
+            raise context.error(
+                join(prefix, "mode"),
+                f"cannot tell from the name {values['monitor']!r} whether a lower or a higher "
+                "value is better",
+                hint="add mode: min or mode: max",
+            )
+    return KeepBestConfig(**values)
+
+
+def _mode_of(monitor: str) -> str | None:
+    """The direction a metric's name implies, as Keras's EarlyStopping(mode="auto") reads it."""
+    name = monitor.removeprefix("val_")
+    if name.endswith(("loss", "error")):
+        return "min"
+    if name.endswith(("accuracy", "acc", "auc")):
+        return "max"
+    return None
+
+
 def _factory(context: Context, prefix: str, data: Any) -> FactoryConfig:
     values = _parse_fields(context, prefix, data, _FACTORY_FIELDS, required=("factory",))
     return FactoryConfig(**values)
@@ -388,6 +417,12 @@ _CHECKPOINT_FIELDS: dict[str, Check] = {
     "lock": boolean,
     "save_meta_graph": boolean,
     "save_graph_def": graph_def_format,
+    "keep_best": or_null(_keep_best),
+}
+_KEEP_BEST_FIELDS: dict[str, Check] = {
+    "k": integer(1),
+    "monitor": metric_name,
+    "mode": choice(*BEST_MODES),
 }
 _FREEZE_FIELDS: dict[str, Check] = {
     "output": frozen_graph_path,

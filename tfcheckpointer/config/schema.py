@@ -15,6 +15,22 @@ RESTORE_NONE = "none"
 """`checkpoint.restore: none`: start fresh."""
 ON_EXISTING_CHOICES = ("error", "keep", "set_aside")
 """`checkpoint.on_existing`: what `restore: none` does with checkpoints already in the directory."""
+BEST_MODES = ("min", "max")
+"""`checkpoint.keep_best.mode`: whether the lowest or the highest score is best."""
+
+
+@dataclass(frozen=True)
+class KeepBestConfig:
+    """`checkpoint.keep_best`: the `k` checkpoints with the best `monitor` outlive the recency rules.
+
+    A checkpoint's score is the value of the epoch-end metric `monitor`
+    (`val_loss`, `accuracy`, ...) at the first epoch end after it was saved.
+    """
+
+    monitor: str
+    mode: str
+    """`min` or `max`; always resolved (the YAML may leave it to the monitor's name)."""
+    k: int = 1
 
 
 @dataclass(frozen=True)
@@ -39,6 +55,7 @@ class CheckpointConfig:
     lock: bool = True
     save_meta_graph: bool = True
     save_graph_def: str | None = "pbtxt"
+    keep_best: KeepBestConfig | None = None
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,8 @@ def freeze_from_config(
 
     Args:
         job: A validated job file; `model:` is required, `data:` is not used.
-        checkpoint: `latest` (the newest in `checkpoint.directory`), a
-            directory or a prefix.
+        checkpoint: `latest` (the newest in `checkpoint.directory`), `best`
+            (the best there by `checkpoint.keep_best`), a directory or a prefix.
         config: How to freeze; by default the job's `freeze:` section.
         probe: Verification inputs (as `freeze_model` takes them); by
             default the `freeze.probe` factory of `config`, else a random batch.
@@ -64,7 +64,8 @@ def freeze_from_config(
             hint="pass --output PATH.pb or add a freeze: section",
         )
     prefix = resolve_checkpoint(
-        checkpoint, directory=job.checkpoint.directory, basename=job.checkpoint.basename
+        checkpoint, directory=job.checkpoint.directory, basename=job.checkpoint.basename,
+        keep_best=job.checkpoint.keep_best,
     )
     build_model = resolve_factory(job.model, key="model.factory", source=job.source)
     model = build_model(**job.model.kwargs)
@@ -146,7 +147,8 @@ def freeze_keras_checkpoint(
         model: A built functional or Sequential model of the checkpoint's
             architecture. Without an optimizer it is compiled with a plain
             SGD one, so that its checkpoint keys can be derived.
-        checkpoint: A prefix or a directory (its newest checkpoint).
+        checkpoint: A prefix, a directory (its newest checkpoint) or
+            `best:DIR` (its best-scored one, see `locate.resolve_checkpoint`).
         config: How to freeze; `config.output` is the file to write.
         basename: In a directory without a state file, only
             `<basename>-<step>` checkpoints count.

@@ -1,4 +1,4 @@
-"""What a command-line checkpoint argument names: `latest`, a directory, a prefix or its `.index`.
+"""What a command-line checkpoint argument names: `latest`, `best`, a directory, a prefix or its `.index`.
 
 Directories are resolved by the one rule of `CheckpointDirectory.candidates`
 (the state file's pick among the basename's checkpoints, then the highest
@@ -14,31 +14,45 @@ import tensorflow as tf
 
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory
+from tfcheckpointer.checkpoint.scores import best_checkpoint
+from tfcheckpointer.config.schema import KeepBestConfig
 from tfcheckpointer.errors import CheckpointError
 from tfcheckpointer.graph.files import sniff_graph_file
 
 LATEST = "latest"
 """`--checkpoint latest`: the newest checkpoint of the default directory."""
+BEST = "best"
+"""`--checkpoint best` (or `best:DIR`): the checkpoint with the best recorded epoch-end score."""
 
 
 def resolve_checkpoint(
-    checkpoint: str, *, directory: str | None = None, basename: str | None = None
+    checkpoint: str,
+    *,
+    directory: str | None = None,
+    basename: str | None = None,
+    keep_best: KeepBestConfig | None = None,
 ) -> str:
     """The checkpoint prefix that `checkpoint` names.
 
     Args:
-        checkpoint: `latest`, a directory (its newest checkpoint), a prefix
-            such as `runs/ckpt/model.ckpt-100`, or that prefix's `.index` file.
-        directory: Where `latest` looks.
+        checkpoint: `latest`, `best` (in `directory`), `best:DIR`, a
+            directory (its newest checkpoint), a prefix such as
+            `runs/ckpt/model.ckpt-100`, or that prefix's `.index` file.
+        directory: Where `latest` and `best` look.
         basename: Only `<basename>-<step>` checkpoints of a directory count
             (another Saver's entry in its state file is ignored); None
             accepts any basename.
+        keep_best: The metric and direction `best` ranks by; None: those
+            recorded in the directory's `scores.json`.
 
     Raises:
-        CheckpointError: There is no checkpoint there, or the path is a graph
-            file or a data shard rather than a checkpoint.
+        CheckpointError: There is no checkpoint there, none with a score for
+            `best`, or the path is a graph file or a data shard rather than a
+            checkpoint.
     """
     checkpoint = os.fspath(checkpoint)
+    if checkpoint == BEST or checkpoint.startswith(BEST + ":"):
+        return best_in(checkpoint.partition(":")[2] or directory, basename, keep_best)
     if checkpoint == LATEST:
         if directory is None:
             raise CheckpointError(
@@ -77,6 +91,35 @@ def newest_in(directory: str, basename: str | None = None) -> str:
             "training run writes checkpoints to, or a checkpoint prefix."
         )
     return latest
+
+
+def best_in(
+    directory: str | None, basename: str | None, keep_best: KeepBestConfig | None = None
+) -> str:
+    """The best-scored checkpoint of `directory`, or a `CheckpointError` saying why there is none."""
+    if directory is None:
+        raise CheckpointError(
+            "`--checkpoint best` needs a checkpoint directory, and none is known here. "
+            "HINT: give best:DIR, e.g. best:runs/ckpt."
+        )
+    prefix, monitor = best_checkpoint(directory, basename, keep_best)
+    if prefix is not None:
+        return prefix
+    how = (
+        "scores are recorded in scores.json at each epoch end of a Keras fit() with "
+        "checkpoint.keep_best set"
+    )
+    if monitor is None:
+        raise CheckpointError(
+            f"No checkpoint in {directory} has a score: there is no {naming.SCORES_FILENAME} "
+            f"naming a metric to rank by ({how}). HINT: train with checkpoint.keep_best, or "
+            "give --checkpoint latest or a checkpoint prefix."
+        )
+    raise CheckpointError(
+        f"No checkpoint in {directory} has a score for {monitor!r} ({how}, for the "
+        "checkpoints saved before it; the metric must be among the epoch's logs). HINT: give "
+        "--checkpoint latest or a checkpoint prefix."
+    )
 
 
 def refuse_data_file(path: str) -> None:

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.files import atomic_write
+from tfcheckpointer.checkpoint.scores import checkpoint_score
 from tfcheckpointer.config.schema import FreezeConfig
 from tfcheckpointer.errors import CheckpointError, FreezeError, first_line, tensorflow_error_line
 from tfcheckpointer.graph.files import read_graph_def, write_graph_def
@@ -149,6 +150,8 @@ def publish_frozen_graph(
         "keras_version": _keras_version(),
         **(description or {}),
     }
+    # The epoch-end metrics recorded for the checkpoint (`checkpoint.keep_best`), if any.
+    content["score"] = checkpoint_score(content["checkpoint"]) if content["checkpoint"] else None
     atomic_write(sidecar, (json.dumps(content, indent=2) + "\n").encode())
     return FrozenGraph(output, sidecar, sha256, len(data), len(graph_def.node), max_diff, report)
 

@@ -15,7 +15,7 @@ from tfcheckpointer.config.loading import (
     parse_config,
     parse_freeze_section,
 )
-from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig, JobConfig
+from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig, JobConfig, KeepBestConfig
 from tfcheckpointer.graph.probe import Probe, ProbeLike, configured_probe
 
 CHECKPOINT_OPTIONS = tuple(field.name for field in dataclasses.fields(CheckpointConfig))
@@ -60,6 +60,7 @@ class ConfiguredAdapter:
         lock: bool = True,
         save_meta_graph: bool = True,
         save_graph_def: str | None = "pbtxt",
+        keep_best: Mapping[str, Any] | KeepBestConfig | None = None,
         freeze: Mapping[str, Any] | FreezeConfig | None = None,
         probe: ProbeLike = None,
         listeners: Sequence[Any] | None = None,
@@ -108,6 +109,14 @@ class ConfiguredAdapter:
             save_meta_graph: Write `<prefix>.meta` beside every checkpoint.
             save_graph_def: Write the value-less graph once per run as `pbtxt`
                 or `pb`; None writes none.
+            keep_best: `{"k": 3, "monitor": "val_loss", "mode": "min"}`: the k
+                checkpoints with the best epoch-end `monitor` (taken at the
+                first epoch end after each save, recorded in `scores.json`)
+                are never deleted by `max_to_keep`,
+                `keep_checkpoint_every_n_hours` or `max_total_bytes`. `k`
+                defaults to 1; `mode` to `min` for names ending in `loss` or
+                `error`, `max` for `accuracy`, `acc` or `auc`, and must be
+                given for other names.
             freeze: The `freeze:` section as a mapping (or a `FreezeConfig`);
                 None writes no frozen graph.
             probe: The inputs the frozen graph is verified on: one array per

@@ -247,6 +247,10 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
             self._start(current_step=0)
         self.manager.on_step(self.step)
 
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        # The epoch's metrics score the checkpoints saved during it (`keep_best`).
+        self.manager.on_epoch_end(epoch + 1, logs or {})
+
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         if not self._runs_last:
             self.finish_training()
