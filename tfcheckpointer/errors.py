@@ -172,6 +172,10 @@ class FreezeError(TfCheckpointerError, RuntimeError):
     """A model could not be frozen into a self-contained GraphDef."""
 
 
+class ExportError(TfCheckpointerError, RuntimeError):
+    """A version could not be exported into, or promoted in, the export directory."""
+
+
 class VerificationError(FreezeError):
     """A frozen graph's outputs differ from the live model's.
 

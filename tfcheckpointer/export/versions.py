@@ -1,0 +1,163 @@
+"""The export directory that TF Serving polls: numbered versions, `LATEST` and the promotion log.
+
+    <directory>/1/  2/  3/           one finished run each (see `publish.build_version`)
+    <directory>/LATEST               the promoted version's number, replaced atomically
+    <directory>/promotions.jsonl     one JSON line per move of LATEST
+
+A version is built under `.<n>.tmp-<pid>` and renamed to `<n>` in one
+`os.rename`, so a reader polling the directory sees a whole version or none;
+a pruned version is renamed away the same way before it is deleted. Directory
+renames are atomic on local filesystems (and NFS); object stores such as GCS
+have no atomic directory rename, so the export directory must be local.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterable
+
+from tfcheckpointer.checkpoint.files import atomic_write
+from tfcheckpointer.errors import ExportError
+
+LATEST_FILENAME = "LATEST"
+PROMOTION_LOG_FILENAME = "promotions.jsonl"
+MANIFEST_FILENAME = "manifest.json"
+_VERSION = re.compile(r"[1-9]\d*")
+_TEMPORARY = re.compile(r"\.(\d+)\.tmp-(\d+)")
+
+
+def list_versions(directory: str) -> list[int]:
+    """The published version numbers in `directory`, ascending; [] if it does not exist."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    return sorted(
+        int(name) for name in names
+        if _VERSION.fullmatch(name) and os.path.isdir(os.path.join(directory, name))
+    )
+
+
+def next_version(directory: str) -> int:
+    """One more than any version there is or LATEST names: a number is never reused."""
+    return max([0, *list_versions(directory), read_latest(directory) or 0]) + 1
+
+
+def publish_version(directory: str, build: Callable[[str, int], object]) -> tuple[int, str]:
+    """Build the next version with `build(temporary directory, version)`, rename it into place.
+
+    The temporary directory exists and is empty when `build` is called. On any
+    failure it is removed and no version appears.
+
+    Returns:
+        The new version's number and path.
+    """
+    os.makedirs(directory, exist_ok=True)
+    remove_stale_temporaries(directory)
+    version = next_version(directory)
+    temporary = _temporary_path(directory, version)
+    final = os.path.join(directory, str(version))
+    try:
+        os.mkdir(temporary)
+        build(temporary, version)
+        if os.path.exists(final):
+            raise ExportError(f"Version {final} appeared while this one was built; nothing was published.")
+        os.rename(temporary, final)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return version, final
+
+
+def remove_stale_temporaries(directory: str) -> None:
+    """Remove the `.<n>.tmp-<pid>` directories whose process is gone (a crashed publish or prune)."""
+    for name in os.listdir(directory):
+        match = _TEMPORARY.fullmatch(name)
+        if match and not _process_alive(int(match.group(2))):
+            shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+
+
+def read_latest(directory: str) -> int | None:
+    """The promoted version, or None when nothing was promoted yet."""
+    path = os.path.join(directory, LATEST_FILENAME)
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None
+    if not _VERSION.fullmatch(text):
+        raise ExportError(f"{path} holds {text!r}, not a version number. HINT: "
+                          "set it with `tfcheckpointer promote DIRECTORY --version N`.")
+    return int(text)
+
+
+def move_latest(directory: str, version: int, *, by: str, reason: str) -> None:
+    """Point LATEST at `version` and append the move to the promotion log.
+
+    Args:
+        by: `auto` (a finished run) or `manual` (`tfcheckpointer promote`).
+        reason: Why, in words, for whoever reads the log later.
+    """
+    previous = read_latest(directory)
+    atomic_write(os.path.join(directory, LATEST_FILENAME), f"{version}\n".encode())
+    entry = {
+        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "from": previous,
+        "to": version,
+        "by": by,
+        "reason": reason,
+    }
+    # One write of one line with O_APPEND: concurrent appenders cannot interleave within it.
+    descriptor = os.open(
+        os.path.join(directory, PROMOTION_LOG_FILENAME), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+    )
+    try:
+        os.write(descriptor, (json.dumps(entry) + "\n").encode())
+    finally:
+        os.close(descriptor)
+
+
+def read_promotions(directory: str) -> list[dict[str, object]]:
+    """Every move of LATEST, oldest first."""
+    try:
+        with open(os.path.join(directory, PROMOTION_LOG_FILENAME)) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def versions_to_prune(versions: Iterable[int], keep: int | None, promoted: int | None) -> list[int]:
+    """The versions beyond the newest `keep`, never the promoted one; None keeps all."""
+    if keep is None:
+        return []
+    older = sorted(versions)[:-keep]
+    return [v for v in older if v != promoted]
+
+
+def prune_versions(directory: str, keep: int | None) -> list[int]:
+    """Delete the versions `versions_to_prune` names; return them."""
+    doomed = versions_to_prune(list_versions(directory), keep, read_latest(directory))
+    for version in doomed:
+        # Renamed away first, so that a reader sees the whole version or none of it.
+        temporary = _temporary_path(directory, version)
+        os.rename(os.path.join(directory, str(version)), temporary)
+        shutil.rmtree(temporary)
+    return doomed
+
+
+def _temporary_path(directory: str, version: int) -> str:
+    return os.path.join(directory, f".{version}.tmp-{os.getpid()}")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
