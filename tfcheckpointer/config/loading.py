@@ -7,6 +7,7 @@ A job file has one required section and a few optional ones:
       every_n_steps: 500
     freeze:                      # optional; null or absent = no freezing
       output: ~/runs/${RUN}/model.pb
+    export: {directory: ~/serving/my_model, keep: 5}   # optional; needs freeze:
     model: {factory: my_project.models:build, kwargs: {units: 64}}
     data: {factory: my_project.data:load}
     fit: {epochs: 3, batch_size: 32}
@@ -55,8 +56,10 @@ from tfcheckpointer.config.checks import (
 )
 from tfcheckpointer.config.schema import (
     BEST_MODES,
+    EXPORT_FORMATS,
     ON_EXISTING_CHOICES,
     CheckpointConfig,
+    ExportConfig,
     FactoryConfig,
     FreezeConfig,
     JobConfig,
@@ -112,6 +115,7 @@ def parse_config(
         _forget_lines(known_lines, overrides)
     context = Context(source, known_lines)
     values = _parse_fields(context, "", data, _JOB_FIELDS, required=("checkpoint",))
+    check_export_needs_freeze(context, values.get("export"), values.get("freeze"))
     return JobConfig(**values, source=source)
 
 
@@ -339,6 +343,34 @@ def _freeze(context: Context, prefix: str, data: Any) -> FreezeConfig:
     return FreezeConfig(**values)
 
 
+def parse_export_section(
+    data: Mapping[str, Any] | None, freeze: FreezeConfig | None, *, source: str = "<arguments>"
+) -> ExportConfig | None:
+    """Like `parse_freeze_section` for the export section, checked against `freeze`."""
+    context = Context(source)
+    export = None if data is None else _export(context, "export", data)
+    check_export_needs_freeze(context, export, freeze)
+    return export
+
+
+def check_export_needs_freeze(
+    context: Context, export: ExportConfig | None, freeze: FreezeConfig | None
+) -> None:
+    """An export is the train-end frozen graph, so `export:` needs one."""
+    if export is not None and (freeze is None or not freeze.at_train_end):
+        raise context.error(
+            "export",
+            "needs the train-end frozen graph, but "
+            + ("there is no freeze section" if freeze is None else "freeze.at_train_end is false"),
+            hint="add freeze: {output: ...} (with at_train_end: true, the default)",
+        )
+
+
+def _export(context: Context, prefix: str, data: Any) -> ExportConfig:
+    values = _parse_fields(context, prefix, data, _EXPORT_FIELDS, required=("directory",))
+    return ExportConfig(**values)
+
+
 def _keep_best(context: Context, prefix: str, data: Any) -> KeepBestConfig:
     if isinstance(data, KeepBestConfig):
         return data
@@ -437,6 +469,11 @@ _FREEZE_FIELDS: dict[str, Check] = {
     "probe": or_null(_factory),
     "constants": or_null(node_constants),
 }
+_EXPORT_FIELDS: dict[str, Check] = {
+    "directory": path_value,
+    "keep": or_null(integer(1)),
+    "format": choice(*EXPORT_FORMATS),
+}
 _FACTORY_FIELDS: dict[str, Check] = {"factory": factory_reference, "kwargs": keyword_arguments}
 _LISTENER = "a 'package.module:function' reference or a {factory: ..., kwargs: {...}} mapping"
 # Passed to keras `Model.fit` as keyword arguments.
@@ -461,6 +498,7 @@ _FIT_FORBIDDEN = {
 _JOB_FIELDS: dict[str, Check] = {
     "checkpoint": _checkpoint,
     "freeze": or_null(_freeze),
+    "export": or_null(_export),
     "model": or_null(_factory),
     "data": or_null(_factory),
     "fit": _fit,

@@ -17,6 +17,8 @@ ON_EXISTING_CHOICES = ("error", "keep", "set_aside")
 """`checkpoint.on_existing`: what `restore: none` does with checkpoints already in the directory."""
 BEST_MODES = ("min", "max")
 """`checkpoint.keep_best.mode`: whether the lowest or the highest score is best."""
+EXPORT_FORMATS = ("pb", "pbtxt")
+"""`export.format`: the frozen graph in a version directory as `model.pb` or `model.pbtxt`."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,20 @@ class FreezeConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    """Numbered versions of the train-end frozen graph for TF Serving (the `export:` section).
+
+    It needs a `freeze:` section with `at_train_end: true`: a version is that
+    verified frozen graph, a SavedModel of it and a manifest.
+    """
+
+    directory: str
+    keep: int | None = None
+    """Keep the newest this many versions, and always the promoted one; None keeps all."""
+    format: str = "pb"
+
+
+@dataclass(frozen=True)
 class FactoryConfig:
     """A `package.module:function` to call with `kwargs` to build a model or data."""
 
@@ -92,6 +108,7 @@ class JobConfig:
 
     checkpoint: CheckpointConfig
     freeze: FreezeConfig | None = None
+    export: ExportConfig | None = None
     model: FactoryConfig | None = None
     data: FactoryConfig | None = None
     fit: dict[str, Any] = field(default_factory=dict)
