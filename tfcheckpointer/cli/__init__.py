@@ -1,4 +1,4 @@
-"""The `tfcheckpointer` command line: `train`, `validate`, `inspect`, `convert` and `freeze`.
+"""The `tfcheckpointer` command line: `train`, `validate`, `inspect`, `convert`, `freeze`, `promote`.
 
 One module per command, each with `add_parser` and `run`. Every
 `TfCheckpointerError` becomes one line on stderr and exit status 2.
@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tfcheckpointer.cli import convert, freeze, inspect, train, validate
+from tfcheckpointer.cli import convert, freeze, inspect, promote, train, validate
 from tfcheckpointer.cli.common import log_to_stderr, verbose_parent
 from tfcheckpointer.errors import TfCheckpointerError
 
@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     parent = verbose_parent()
-    for command in (train, validate, inspect, convert, freeze):
+    for command in (train, validate, inspect, convert, freeze, promote):
         command.add_parser(commands, parent)
     return parser
 

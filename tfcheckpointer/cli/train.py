@@ -42,4 +42,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"Trained to step {result.step}; latest checkpoint {result.checkpoint}")
     if result.frozen:
         print(f"Frozen graph: {result.frozen}")
+    if result.exported:
+        print(f"Exported version: {result.exported}")
     return 0

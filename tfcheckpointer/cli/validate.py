@@ -35,4 +35,6 @@ def describe(config: JobConfig) -> str:
     )
     if config.freeze is not None:
         text += f"; frozen graph to {config.freeze.output}"
+    if config.export is not None:
+        text += f"; versions to {config.export.directory}/<n>"
     return text

@@ -13,9 +13,17 @@ from tfcheckpointer.config.loading import (
     load_config,
     parse_checkpoint_section,
     parse_config,
+    parse_export_section,
     parse_freeze_section,
 )
-from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig, JobConfig, KeepBestConfig
+from tfcheckpointer.config.schema import (
+    CheckpointConfig,
+    ExportConfig,
+    FreezeConfig,
+    JobConfig,
+    KeepBestConfig,
+)
+from tfcheckpointer.errors import ConfigError
 from tfcheckpointer.graph.probe import Probe, ProbeLike, configured_probe
 
 CHECKPOINT_OPTIONS = tuple(field.name for field in dataclasses.fields(CheckpointConfig))
@@ -62,6 +70,7 @@ class ConfiguredAdapter:
         save_graph_def: str | None = "pbtxt",
         keep_best: Mapping[str, Any] | KeepBestConfig | None = None,
         freeze: Mapping[str, Any] | FreezeConfig | None = None,
+        export: Mapping[str, Any] | ExportConfig | None = None,
         probe: ProbeLike = None,
         listeners: Sequence[Any] | None = None,
         verbose: int = 0,
@@ -119,6 +128,11 @@ class ConfiguredAdapter:
                 given for other names.
             freeze: The `freeze:` section as a mapping (or a `FreezeConfig`);
                 None writes no frozen graph.
+            export: The `export:` section as a mapping (or an `ExportConfig`):
+                at train end the verified frozen graph is published as the
+                next numbered version of `export["directory"]` (with a
+                SavedModel and `manifest.json`) and promoted; it needs
+                `freeze`. `CheckpointCallback` only.
             probe: The inputs the frozen graph is verified on: one array per
                 model input (a single array for one input), a dict keyed by
                 input name, a `tf.data.Dataset` (its first batch), or a
@@ -139,20 +153,33 @@ class ConfiguredAdapter:
         checkpoint = parse_checkpoint_section({name: given[name] for name in CHECKPOINT_OPTIONS})
         if not isinstance(freeze, (FreezeConfig, type(None))):
             freeze = parse_freeze_section(freeze)
+        if not isinstance(export, ExportConfig):
+            export = parse_export_section(export, freeze)
+        job = JobConfig(checkpoint=checkpoint, freeze=freeze, export=export, source="<arguments>")
         self._configure(
-            checkpoint, freeze, verbose, configured_probe(probe, freeze, source="<arguments>"),
+            job, verbose, configured_probe(probe, freeze, source="<arguments>"),
             given_listeners(listeners),
         )
 
+    supports_export = False
+    """Whether the adapter can publish versions (the `export:` section)."""
+
     def _configure(
         self,
-        checkpoint: CheckpointConfig,
-        freeze: FreezeConfig | None,
+        job: JobConfig,
         verbose: int,
         probe: Probe | None,
         listeners: Listeners,
     ) -> None:
-        self._setup(checkpoint, freeze, verbose, listeners)
+        if job.export is not None and not self.supports_export:
+            raise ConfigError(
+                f"is not supported by {type(self).__name__}; use CheckpointCallback",
+                file=job.source, key="export",
+            )
+        # The whole validated config: its hash goes into each exported version's manifest.
+        self.job_config = job
+        self.export_config = job.export
+        self._setup(job.checkpoint, job.freeze, verbose, listeners)
         # `probe=`, else `freeze.probe`; None leaves the choice to the next source (`graph.probe`).
         self.probe = probe
 
@@ -182,7 +209,7 @@ class ConfiguredAdapter:
         given = given_listeners(listeners)  # checked before any factory of the file runs
         adapter = cls.__new__(cls)
         adapter._configure(
-            config.checkpoint, config.freeze, verbose,
+            config, verbose,
             configured_probe(probe, config.freeze, source=config.source),
             configured_listeners(config.listeners, source=config.source) + given,
         )
@@ -198,7 +225,7 @@ class ConfiguredAdapter:
         probe: ProbeLike = None,
         listeners: Sequence[Any] | None = None,
     ) -> _Adapter:
-        """The adapter for a YAML file's `checkpoint:`, `freeze:` and `listeners:` sections.
+        """The adapter for a YAML file's `checkpoint:`, `freeze:`, `export:` and `listeners:` sections.
 
         `overrides` maps dotted keys to values, e.g. `{"checkpoint.every_n_steps": 10}`.
         """

@@ -24,10 +24,16 @@ class JobResult:
     checkpoint: str | None
     frozen: str | None
     history: dict[str, list[float]]
+    exported: str | None = None
+    """The version directory this run published (`export:`)."""
 
 
-def _fit_arguments(data: Any, source: str) -> dict[str, Any]:
-    """`model.fit` keyword arguments from what the data factory returned."""
+DATA_FINGERPRINT_KEY = "fingerprint"
+"""A key the data factory's mapping may hold: a string naming the data, for the export manifest."""
+
+
+def _fit_arguments(data: Any, source: str) -> tuple[dict[str, Any], str | None]:
+    """`model.fit` keyword arguments from what the data factory returned, and its fingerprint."""
     if isinstance(data, Mapping):
         if "callbacks" in data:
             raise ConfigError(
@@ -35,10 +41,12 @@ def _fit_arguments(data: Any, source: str) -> dict[str, Any]:
                 file=source,
                 key="data.factory",
             )
-        return dict(data)
+        arguments = dict(data)
+        fingerprint = arguments.pop(DATA_FINGERPRINT_KEY, None)
+        return arguments, None if fingerprint is None else str(fingerprint)
     if isinstance(data, tuple) and len(data) == 2:
-        return {"x": data[0], "y": data[1]}
-    return {"x": data}
+        return {"x": data[0], "y": data[1]}, None
+    return {"x": data}, None
 
 
 def data_probe(data: Mapping[str, Any], rows: int) -> Probe | None:
@@ -67,7 +75,8 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
     default); `quiet` turns it off whatever the file says. Saves are logged
     on the `tfcheckpointer` logger. Without `freeze.probe`, the frozen graph
     is verified on a batch of the data factory's validation data, else of its
-    training data (`data_probe`).
+    training data (`data_probe`). A `fingerprint` in the data factory's
+    mapping is recorded in the exported version's manifest, not given to fit.
     """
     import keras
 
@@ -89,7 +98,7 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
             key="model.factory",
             hint="call model.compile(...) in the factory",
         )
-    data = _fit_arguments(load_data(**config.data.kwargs), config.source)
+    data, callback.data_fingerprint = _fit_arguments(load_data(**config.data.kwargs), config.source)
     if config.freeze is not None and callback.probe is None:
         callback.probe = data_probe(data, config.freeze.verify_batch_size)
     fit_arguments = {"verbose": 2, **config.fit, **data}
@@ -101,4 +110,5 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
         checkpoint=callback.manager.last_checkpoint,
         frozen=callback.frozen.path if callback.frozen else None,
         history={k: [float(x) for x in v] for k, v in history.history.items()},
+        exported=callback.exported.path if callback.exported else None,
     )

@@ -16,6 +16,8 @@ from tfcheckpointer.checkpoint.listeners import Listeners
 from tfcheckpointer.checkpoint.manager import CheckpointManager
 from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig
 from tfcheckpointer.errors import BackendError, CheckpointError, FreezeError
+from tfcheckpointer.export.exporter import ExportedVersion, export_version, utc_now
+from tfcheckpointer.export.manifest import final_metrics
 from tfcheckpointer.graph import metagraph
 from tfcheckpointer.graph.files import serialize_graph_def, serialize_meta_graph_def
 from tfcheckpointer.graph.keras_freeze import (
@@ -118,13 +120,17 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
     `every_n_steps`. On train begin the newest checkpoint is restored (model
     and optimizer), on train end a final checkpoint is written if the last
     step was not saved, and a frozen GraphDef is written and verified if a
-    `freeze` section is given.
+    `freeze` section is given; with an `export` section that graph is then
+    published as the next numbered version (`exported`) and promoted. Set
+    `data_fingerprint` before `fit()` to record the data in its manifest.
 
     Build it from keyword arguments named like the YAML `checkpoint:` keys
-    plus `freeze=`, `probe=`, `listeners=` and `verbose=` (each explained
+    plus `freeze=`, `export=`, `probe=`, `listeners=` and `verbose=` (each explained
     under `ConfiguredAdapter`, whose `__init__` it uses), or with
     `from_yaml` / `from_dict`.
     """
+
+    supports_export = True
 
     def _setup(
         self,
@@ -145,6 +151,11 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         self.frozen: FrozenGraph | None = None
         self.freeze_error: FreezeError | None = None
         """Why the train-end freeze failed, with `freeze.required: false`."""
+        self.exported: ExportedVersion | None = None
+        """The version this run published (`export:`), if any."""
+        self.data_fingerprint: str | None = None
+        """Recorded in the exported version's manifest; `tfcheckpointer train` sets it."""
+        self._started: str | None = None
         self._restored_once = False
         self._waiting_for_build = False
         self._freeze_refused: FreezeError | None = None
@@ -160,6 +171,8 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
             raise CheckpointError("The model has no optimizer. HINT: call model.compile() first.")
         self._runs_last = _run_train_end_last(self)
         self.frozen = self.freeze_error = self._freeze_refused = None
+        self.exported = None
+        self._started = utc_now()
         self._waiting_for_build = not _is_built(self.model)
         if self._waiting_for_build:
             # A subclassed model without an input shape gets its variables in its first
@@ -256,7 +269,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
             self.finish_training()
 
     def finish_training(self) -> None:
-        """The train-end work: the final checkpoint, then the frozen graph.
+        """The train-end work: the final checkpoint, the frozen graph, then the exported version.
 
         In `fit()` it runs after every other callback's `on_train_end`
         (EarlyStopping may restore its best weights there), so both hold the
@@ -264,6 +277,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         the checkpoints and is raised after, with `fit`'s History on the
         error (`error.history`) and in `model.history`; with
         `freeze.required: false` it is logged and kept in `freeze_error`.
+        Either way no version is exported and LATEST is untouched.
         """
         if self._waiting_for_build:
             # No batch ran (`epochs <= initial_epoch`, an empty dataset): the model never
@@ -304,6 +318,23 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
                 f"max diff {self.frozen.max_abs_diff})."
             )
         self.manager.listeners.after_freeze(self.frozen.path, self.frozen.sidecar)
+        if self.export_config is not None:
+            self._export(self.frozen)
+
+    def _export(self, frozen: FrozenGraph) -> None:
+        """Publish the verified frozen graph as the next version, with the last epoch's metrics."""
+        assert self.export_config is not None
+        history = getattr(self.model, "history", None)
+        self.exported = export_version(
+            self.export_config, frozen, job=self.job_config,
+            metrics=final_metrics(getattr(history, "history", None)),
+            data_fingerprint=self.data_fingerprint, started=self._started,
+        )
+        if self.verbose:
+            self._print(
+                f"Exported version {self.exported.version} to {self.exported.path}"
+                + (" (promoted)." if self.exported.promoted else " (not promoted).")
+            )
 
     # tf_keras (Keras 2, TF_USE_LEGACY_KERAS=1) asks its callbacks which batch hooks they use.
     def _implements_train_batch_hooks(self) -> bool:
