@@ -72,6 +72,23 @@ def test_the_saved_model_serves_what_the_frozen_graph_computes(tmp_path):
     np.testing.assert_array_equal(served[outputs[0]["name"]].numpy(), frozen[0])
 
 
+def test_listeners_are_told_of_each_version(tmp_path):
+    class Exports:
+        def __init__(self):
+            self.told = []
+
+        def after_export(self, version, path, promoted):
+            self.told.append((version, path, promoted, os.path.exists(path)))
+
+    listener = Exports()
+    callback = CheckpointCallback(
+        str(tmp_path / "ckpt"), every_n_steps=4, freeze={"output": str(tmp_path / "m.pb")},
+        export={"directory": str(tmp_path / "exports")}, listeners=[listener],
+    )
+    fit(mlp(), callback, rows(16))
+    assert listener.told == [(1, str(tmp_path / "exports" / "1"), True, True)]
+
+
 def test_keep_prunes_old_versions(tmp_path):
     for run in (1, 2, 3):
         train_and_export(tmp_path, run, keep=2)

@@ -56,7 +56,7 @@ class CheckpointListener:
         """The frozen graph at `path` is published and verified; `sidecar` is its JSON description."""
 
     def after_export(self, version: int, path: str, promoted: bool) -> None:
-        """Reserved for versioned exports, which this version does not write: never called yet."""
+        """Version `version` is published at `path` (`export:`); `promoted`: LATEST names it."""
 
 
 @dataclasses.dataclass(frozen=True)

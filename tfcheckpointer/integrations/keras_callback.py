@@ -335,6 +335,9 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
                 f"Exported version {self.exported.version} to {self.exported.path}"
                 + (" (promoted)." if self.exported.promoted else " (not promoted).")
             )
+        self.manager.listeners.after_export(
+            self.exported.version, self.exported.path, self.exported.promoted
+        )
 
     # tf_keras (Keras 2, TF_USE_LEGACY_KERAS=1) asks its callbacks which batch hooks they use.
     def _implements_train_batch_hooks(self) -> bool:
