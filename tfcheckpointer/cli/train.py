@@ -31,7 +31,7 @@ from tfcheckpointer.cli.validate import describe
 from tfcheckpointer.config.factories import resolve_factory
 from tfcheckpointer.config.loading import require_job
 from tfcheckpointer.config.schema import JobConfig, run_directory_of
-from tfcheckpointer.errors import ConfigError, TfCheckpointerError, first_line
+from tfcheckpointer.errors import TfCheckpointerError, first_line
 from tfcheckpointer.integrations import run_history
 
 logger = logging.getLogger("tfcheckpointer")
@@ -69,8 +69,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         with _stop_on(config.checkpoint.save_on_signals):
             result = run_job(config, quiet=args.quiet, record=record)
-    except ConfigError:
-        raise  # the job file's fault, found before training: exit 2, no run to record
+    except TfCheckpointerError as error:
+        if record.started_from is not None:
+            return _failed(config, record, error)
+        # Refused before the first step (the job file, a refused restore, an unfreezable
+        # model), with nothing written: exit 2, and no run to record.
+        raise
     except _Stopped as stop:
         name = stop.signal.name
         where = "before training began" if record.end_step is None else f"at step {record.end_step}"
@@ -79,16 +83,19 @@ def run(args: argparse.Namespace) -> int:
         _record(config, record, run_history.STOPPED_BY + name, exit_codes.STOPPED_BY_SIGNAL)
         _exit_now(exit_codes.STOPPED_BY_SIGNAL)
     except Exception as error:
-        if isinstance(error, TfCheckpointerError):
-            print(f"tfcheckpointer: error: {error}", file=sys.stderr)
-        else:
-            traceback.print_exc()
-        return _record(config, record, run_history.OUTCOME_FAILED, exit_codes.TRAINING_FAILED,
-                       error=f"{type(error).__name__}: {first_line(error)}")
+        traceback.print_exc()
+        return _failed(config, record, error)
     print(f"Trained to step {result.step}; latest checkpoint {result.checkpoint}")
     if result.frozen:
         print(f"Frozen graph: {result.frozen}")
     return _record(config, record, run_history.OUTCOME_TRAINED, exit_codes.TRAINED)
+
+
+def _failed(config: JobConfig, record: run_history.RunRecord, error: Exception) -> int:
+    if isinstance(error, TfCheckpointerError):
+        print(f"tfcheckpointer: error: {error}", file=sys.stderr)
+    return _record(config, record, run_history.OUTCOME_FAILED, exit_codes.TRAINING_FAILED,
+                   error=f"{type(error).__name__}: {first_line(error)}")
 
 
 def _record(
