@@ -5,10 +5,10 @@ from __future__ import annotations
 TRAINED = 0
 """Success: trained (and promoted, or there is no promotion gate); any other command: done."""
 USAGE_ERROR = 2
-"""A bad job file, option or argument; nothing was written."""
+"""A bad job file, option or argument, or a run refused before its first step; nothing written."""
 NOT_PROMOTED = 3
 """Trained, but the champion gate kept the new model out. Reserved: no gate exists yet."""
 TRAINING_FAILED = 4
-"""Training raised; the checkpoints already saved, the exports and `LATEST` are untouched."""
+"""A factory or training raised; the checkpoints saved before stay, and `runs.jsonl` says why."""
 STOPPED_BY_SIGNAL = 5
-"""SIGTERM / SIGINT (one of `checkpoint.save_on_signals`) stopped training after the step was saved."""
+"""One of `checkpoint.save_on_signals` stopped training after saving its step (or came before it began)."""
