@@ -76,7 +76,7 @@ def append_run(directory: str, record: RunRecord) -> str:
     """Append `record` to `directory/runs.jsonl` (creating both if needed); return the file's path."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, RUNS_FILE)
-    line = json.dumps(dataclasses.asdict(record), sort_keys=False) + "\n"
+    line = json.dumps(dataclasses.asdict(record)) + "\n"
     with open(path, "a", encoding="utf-8") as file:
         file.write(line)
         file.flush()
