@@ -1,7 +1,8 @@
-"""The `tfcheckpointer` command line: `train`, `validate`, `inspect`, `convert`, `freeze`, `promote`.
+"""The `tfcheckpointer` command line: `train`, `validate`, `inspect`, `convert`, `freeze`, `promote`, `history`.
 
 One module per command, each with `add_parser` and `run`. Every
-`TfCheckpointerError` becomes one line on stderr and exit status 2.
+`TfCheckpointerError` becomes one line on stderr and exit status 2
+(`exit_codes`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tfcheckpointer.cli import convert, freeze, inspect, promote, train, validate
+from tfcheckpointer.cli import convert, freeze, history, inspect, promote, train, validate
 from tfcheckpointer.cli.common import log_to_stderr, verbose_parent
+from tfcheckpointer.cli.exit_codes import USAGE_ERROR
 from tfcheckpointer.errors import TfCheckpointerError
-
-EXIT_ERROR = 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     parent = verbose_parent()
-    for command in (train, validate, inspect, convert, freeze, promote):
+    for command in (train, validate, inspect, convert, freeze, promote, history):
         command.add_parser(commands, parent)
     return parser
 
@@ -38,4 +38,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except TfCheckpointerError as error:
         print(f"tfcheckpointer: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return USAGE_ERROR

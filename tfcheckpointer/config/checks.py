@@ -164,6 +164,14 @@ def path_value(context: Context, key: str, value: Any) -> str:
     return os.path.expanduser(_ENV_REFERENCE.sub(substitute, value))
 
 
+def local_path(context: Context, key: str, value: Any) -> str:
+    """A path on this machine: `run_directory`'s history file is appended to, which URLs cannot do."""
+    path = path_value(context, key, value)
+    if "://" in path:
+        raise context.expected(key, "a local directory", value, hint="keep the run history on this machine")
+    return path
+
+
 def basename_value(context: Context, key: str, value: Any) -> str:
     if not isinstance(value, str) or not _BASENAME.fullmatch(value):
         raise context.expected(

@@ -13,6 +13,7 @@ A job file has one required section and a few optional ones:
     fit: {epochs: 3, batch_size: 32}
     seed: 0
     listeners: [my_project.hooks:Upload]   # told of each checkpoint and frozen graph
+    run_directory: ~/runs/${RUN}  # runs.jsonl; default: the parent of checkpoint.directory
 
 Every problem raises one `ConfigError` naming the file, the dotted key, the
 line and what was received versus expected. This module must stay importable
@@ -44,6 +45,7 @@ from tfcheckpointer.config.checks import (
     integer,
     join,
     keyword_arguments,
+    local_path,
     mapping,
     metric_name,
     node_constants,
@@ -505,4 +507,5 @@ _JOB_FIELDS: dict[str, Check] = {
     # numpy accepts seeds in [0, 2**32 - 1].
     "seed": or_null(integer(0, 2**32 - 1)),
     "listeners": _listeners,
+    "run_directory": or_null(local_path),
 }

@@ -115,5 +115,14 @@ class JobConfig:
     seed: int | None = None
     listeners: tuple[FactoryConfig, ...] = ()
     """Factories of the objects told about each checkpoint and frozen graph (`listeners:`)."""
+    run_directory: str | None = None
+    """Where `runs.jsonl` (one line per `tfcheckpointer train`) is kept; see `run_directory_of`."""
     source: str = "<dict>"
+
+
+def run_directory_of(config: JobConfig) -> str:
+    """`run_directory:`, else the parent of `checkpoint.directory` (`.` for a bare `ckpt`)."""
+    if config.run_directory is not None:
+        return config.run_directory
+    return config.checkpoint.directory.rstrip("/").rpartition("/")[0] or "."
 

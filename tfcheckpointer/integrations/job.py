@@ -11,9 +11,11 @@ from tfcheckpointer.config.factories import resolve_factory
 from tfcheckpointer.config.loading import require_job
 from tfcheckpointer.config.schema import JobConfig
 from tfcheckpointer.errors import ConfigError
+from tfcheckpointer.integrations.run_history import RunRecord
 
 if TYPE_CHECKING:
     from tfcheckpointer.graph.probe import Probe
+    from tfcheckpointer.integrations.keras_callback import CheckpointCallback
 
 logger = logging.getLogger("tfcheckpointer")
 
@@ -68,7 +70,9 @@ def data_probe(data: Mapping[str, Any], rows: int) -> Probe | None:
     return None
 
 
-def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
+def run_job(
+    config: JobConfig, *, quiet: bool = False, record: RunRecord | None = None
+) -> JobResult:
     """Train per `config` with a `CheckpointCallback`; return where things ended up.
 
     Keras's progress output follows `fit.verbose` (2, one line per epoch, by
@@ -77,6 +81,8 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
     is verified on a batch of the data factory's validation data, else of its
     training data (`data_probe`). A `fingerprint` in the data factory's
     mapping is recorded in the exported version's manifest, not given to fit.
+    `record` is given the steps, the last epoch's metrics and the files
+    written, also when training raises.
     """
     import keras
 
@@ -104,7 +110,16 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
     fit_arguments = {"verbose": 2, **config.fit, **data}
     if quiet:
         fit_arguments["verbose"] = 0
-    history = model.fit(callbacks=[callback], **fit_arguments)
+    try:
+        history = model.fit(callbacks=[callback], **fit_arguments)
+    except BaseException:
+        # Keras has no hook for a fit that raised: let go of the directory's lock here, so
+        # that the next run does not find a dead holder's.
+        callback.manager.close()
+        raise
+    finally:
+        if record is not None:
+            _record_progress(record, callback, model)
     return JobResult(
         step=callback.step,
         checkpoint=callback.manager.last_checkpoint,
@@ -112,3 +127,20 @@ def run_job(config: JobConfig, *, quiet: bool = False) -> JobResult:
         history={k: [float(x) for x in v] for k, v in history.history.items()},
         exported=callback.exported.path if callback.exported else None,
     )
+
+
+def _record_progress(record: RunRecord, callback: CheckpointCallback, model: Any) -> None:
+    record.checkpoint = callback.manager.last_checkpoint
+    record.frozen = callback.frozen.path if callback.frozen else None
+    exported = callback.exported
+    if exported is not None:
+        record.exported_version = exported.version
+        record.promoted = exported.promoted
+        record.champion = exported.manifest.get("champion")
+    if callback.started_from is None:
+        return  # stopped before its first step
+    record.started_from = callback.started_from
+    record.end_step = callback.step
+    # Keras's History callback keeps each epoch's logs, also when fit raised.
+    epochs = getattr(getattr(model, "history", None), "history", None) or {}
+    record.final_metrics = {name: float(values[-1]) for name, values in epochs.items() if values}

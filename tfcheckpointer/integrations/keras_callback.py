@@ -157,6 +157,8 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         """Recorded in the exported version's manifest; `tfcheckpointer train` sets it."""
         self._started: str | None = None
         self._restored_once = False
+        self.started_from: int | None = None
+        """The step training started from: the restored one, else the model's own; None before."""
         self._waiting_for_build = False
         self._freeze_refused: FreezeError | None = None
         self._probe_batch: Any = None
@@ -195,9 +197,11 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         if not self._restored_once:
             # A refused restore raises here, before anything is written.
             optimizer_name = type(optimizer).__name__
-            if self.manager.restore(current_step=current_step, optimizer_name=optimizer_name):
+            restored = self.manager.restore(current_step=current_step, optimizer_name=optimizer_name)
+            if restored:
                 finalize_derived_state(self.model)
                 _retrace(self.model)
+            self.started_from = restored.step if restored else current_step
             self._restored_once = True
         self._write_graph_files(variables)
 

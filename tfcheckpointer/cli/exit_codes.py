@@ -1,0 +1,14 @@
+"""The exit statuses of `tfcheckpointer`, for schedulers to branch on (README: "Exit codes")."""
+
+from __future__ import annotations
+
+TRAINED = 0
+"""Success: trained (and promoted, or there is no promotion gate); any other command: done."""
+USAGE_ERROR = 2
+"""A bad job file, option or argument, or a run refused before its first step; nothing written."""
+NOT_PROMOTED = 3
+"""Trained, but the champion gate kept the new model out. Reserved: no gate exists yet."""
+TRAINING_FAILED = 4
+"""A factory or training raised; the checkpoints saved before stay, and `runs.jsonl` says why."""
+STOPPED_BY_SIGNAL = 5
+"""One of `checkpoint.save_on_signals` stopped training after saving its step (or came before it began)."""
