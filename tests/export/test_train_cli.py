@@ -42,6 +42,9 @@ def test_train_exports_a_version_and_promote_takes_the_job_file(tmp_path):
     assert manifest["data_fingerprint"] == "week-2"
     assert manifest["checkpoint"] == "ckpt/model.ckpt-2"
     assert (tmp_path / "serving" / "LATEST").read_text() == "1\n"
+    (run,) = [json.loads(line) for line in (tmp_path / "runs.jsonl").read_text().splitlines()]
+    assert (run["exported_version"], run["promoted"]) == (1, True)
+    assert run["champion"]["reason"] == "no promote_if gate configured"
 
     result = run_cli("promote", "job.yaml", "--version", "3", cwd=tmp_path)
     assert result.returncode == 2
