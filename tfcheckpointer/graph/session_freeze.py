@@ -119,11 +119,7 @@ def freeze_meta_graph(
             saver = tf.compat.v1.train.import_meta_graph(meta_graph, clear_devices=True)
         except (ValueError, TypeError, KeyError, tf.errors.OpError) as error:
             raise FreezeError(f"Cannot import {meta} into a graph: {first_line(error)}") from None
-        graph_def, bound = bind_placeholders(graph.as_graph_def(), config.constants, label=meta)
-        signature = meta_signature(graph, graph_def, meta_graph, meta, config)
-        needed = subgraph_nodes(graph_def, [o.name for o in signature.outputs])
-        check_inputs_used(signature, needed, meta)
-        warn_default_switches(graph_def, needed, signature.names, label=meta)
+        graph_def, bound, signature, needed = _inference_graph(graph, meta_graph, meta, config)
         with tf.compat.v1.Session(graph=graph) as session:
             _restore(session, saver, meta_graph, prefix, stored, needed, meta)
             published = _freeze_live_session(
@@ -185,12 +181,10 @@ def freeze_graph_file(
             tf.compat.v1.import_graph_def(graph_def, name="")
         except (ValueError, TypeError, KeyError, tf.errors.OpError) as error:
             raise FreezeError(f"Cannot import {path} into a graph: {first_line(error)}") from None
-        imported, bound = bind_placeholders(graph.as_graph_def(), config.constants, label=path)
         # An empty MetaGraphDef declares nothing: the names come from `config`.
-        signature = meta_signature(graph, imported, tf.compat.v1.MetaGraphDef(), path, config)
-        needed = subgraph_nodes(imported, [o.name for o in signature.outputs])
-        check_inputs_used(signature, needed, path)
-        warn_default_switches(imported, needed, signature.names, label=path)
+        imported, bound, signature, needed = _inference_graph(
+            graph, tf.compat.v1.MetaGraphDef(), path, config
+        )
         var_list = _variables_by_name(graph, needed, prefix, stored, path)
         with tf.compat.v1.Session(graph=graph) as session:
             try:
@@ -205,6 +199,23 @@ def freeze_graph_file(
                 description={"step": step, "checkpoint": prefix, "graph_def": path},
             )
     return FrozenCheckpoint(published, prefix, step)
+
+
+def _inference_graph(
+    graph: tf.Graph, meta_graph: Any, label: str, config: FreezeConfig
+) -> tuple[Any, dict[str, np.ndarray], ModelSignature, set[str]]:
+    """The imported graph with `freeze.constants` bound, its bound values, its inputs and
+    outputs (`meta_graph`'s, else `config`'s), and the nodes the outputs need.
+
+    Refuses an input the outputs do not read, and warns of a training switch
+    left to its default.
+    """
+    graph_def, bound = bind_placeholders(graph.as_graph_def(), config.constants, label=label)
+    signature = meta_signature(graph, graph_def, meta_graph, label, config)
+    needed = subgraph_nodes(graph_def, [o.name for o in signature.outputs])
+    check_inputs_used(signature, needed, label)
+    warn_default_switches(graph_def, needed, signature.names, label=label)
+    return graph_def, bound, signature, needed
 
 
 def _variables_by_name(
