@@ -7,7 +7,10 @@ A job file has one required section and a few optional ones:
       every_n_steps: 500
     freeze:                      # optional; null or absent = no freezing
       output: ~/runs/${RUN}/model.pb
-    export: {directory: ~/serving/my_model, keep: 5}   # optional; needs freeze:
+    export:                      # optional; needs freeze:
+      directory: ~/serving/my_model
+      keep: 5
+      promote_if: {monitor: val_loss, min_delta: 0.01}
     model: {factory: my_project.models:build, kwargs: {units: 64}}
     data: {factory: my_project.data:load}
     fit: {epochs: 3, batch_size: 32}
@@ -66,6 +69,7 @@ from tfcheckpointer.config.schema import (
     FreezeConfig,
     JobConfig,
     KeepBestConfig,
+    PromoteIfConfig,
 )
 from tfcheckpointer.errors import ConfigError
 
@@ -377,6 +381,24 @@ def _keep_best(context: Context, prefix: str, data: Any) -> KeepBestConfig:
     if isinstance(data, KeepBestConfig):
         return data
     values = _parse_fields(context, prefix, data, _KEEP_BEST_FIELDS, required=("monitor",))
+    return KeepBestConfig(**_with_mode(context, prefix, values))
+
+
+def _promote_if(context: Context, prefix: str, data: Any) -> PromoteIfConfig:
+    if isinstance(data, PromoteIfConfig):
+        return data
+    values = _parse_fields(context, prefix, data, _PROMOTE_IF_FIELDS, required=("monitor",))
+    at_most, at_least = values.get("at_most"), values.get("at_least")
+    if at_most is not None and at_least is not None and at_least > at_most:
+        raise context.error(
+            join(prefix, "at_least"),
+            f"at_least {at_least:g} is above at_most {at_most:g}, so no model could be promoted",
+        )
+    return PromoteIfConfig(**_with_mode(context, prefix, values))
+
+
+def _with_mode(context: Context, prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` with `mode` resolved from the monitor's name where the section leaves it out."""
     if "mode" not in values:
         values["mode"] = _mode_of(values["monitor"])
         if values["mode"] is None:
@@ -386,7 +408,7 @@ def _keep_best(context: Context, prefix: str, data: Any) -> KeepBestConfig:
                 "value is better",
                 hint="add mode: min or mode: max",
             )
-    return KeepBestConfig(**values)
+    return values
 
 
 def _mode_of(monitor: str) -> str | None:
@@ -475,6 +497,15 @@ _EXPORT_FIELDS: dict[str, Check] = {
     "directory": path_value,
     "keep": or_null(integer(1)),
     "format": choice(*EXPORT_FORMATS),
+    "promote_if": or_null(_promote_if),
+}
+_PROMOTE_IF_FIELDS: dict[str, Check] = {
+    "monitor": metric_name,
+    "mode": choice(*BEST_MODES),
+    "min_delta": number(">= 0", lambda x: x >= 0),
+    "min_relative_delta": number(">= 0", lambda x: x >= 0),
+    "at_most": or_null(number("(any finite value)", lambda x: True)),
+    "at_least": or_null(number("(any finite value)", lambda x: True)),
 }
 _FACTORY_FIELDS: dict[str, Check] = {"factory": factory_reference, "kwargs": keyword_arguments}
 _LISTENER = "a 'package.module:function' reference or a {factory: ..., kwargs: {...}} mapping"

@@ -81,6 +81,26 @@ class FreezeConfig:
 
 
 @dataclass(frozen=True)
+class PromoteIfConfig:
+    """`export.promote_if`: when a new version beats the promoted one (the champion) and moves LATEST.
+
+    Both are measured on this run's validation data by the model's compiled
+    loss and metrics (`monitor`, with or without `val_`). Like Keras's
+    EarlyStopping, the new figure must improve on the champion's by more
+    than `min_delta` and by more than `min_relative_delta` times the
+    champion's magnitude, and lie within `at_most` / `at_least`.
+    """
+
+    monitor: str
+    mode: str
+    """`min` or `max`; always resolved (the YAML may leave it to the monitor's name)."""
+    min_delta: float = 0.0
+    min_relative_delta: float = 0.0
+    at_most: float | None = None
+    at_least: float | None = None
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     """Numbered versions of the train-end frozen graph for TF Serving (the `export:` section).
 
@@ -92,6 +112,8 @@ class ExportConfig:
     keep: int | None = None
     """Keep the newest this many versions, and always the promoted one; None keeps all."""
     format: str = "pb"
+    promote_if: PromoteIfConfig | None = None
+    """The champion/challenger gate; None promotes every new version."""
 
 
 @dataclass(frozen=True)
