@@ -17,16 +17,13 @@ from tfcheckpointer.config.schema import ExportConfig, JobConfig
 from tfcheckpointer.errors import ExportError, first_line
 from tfcheckpointer.export import versions
 from tfcheckpointer.export.manifest import build_manifest, config_hash
-from tfcheckpointer.export.promotion import decide_promotion
+from tfcheckpointer.export.promotion import Decision, no_gate_decision
 from tfcheckpointer.export.savedmodel import write_saved_model
 from tfcheckpointer.graph.files import read_graph_def, serialize_graph_def
 from tfcheckpointer.graph.publish import FrozenGraph
-from tfcheckpointer.graph.signature import TensorInfo
+from tfcheckpointer.graph.signature import ModelSignature
 
 logger = logging.getLogger("tfcheckpointer")
-
-GRAPH_FILENAMES = {"pb": "model.pb", "pbtxt": "model.pbtxt"}
-"""The frozen graph's name inside a version directory, by `export.format`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +47,22 @@ def export_version(
     *,
     job: JobConfig,
     metrics: Mapping[str, float],
+    decision: Decision | None = None,
+    evaluation: Mapping[str, Any] | None = None,
     data_fingerprint: str | None = None,
     started: str | None = None,
 ) -> ExportedVersion:
-    """Publish `frozen` as the next version of `config.directory`, promote it, prune old ones.
+    """Publish `frozen` as the next version of `config.directory`, promote it if so decided, prune.
 
     The version directory holds the frozen graph (`model.pb` or
     `model.pbtxt`), a SavedModel of the same graph (`saved_model.pb`,
     `variables/`) and `manifest.json`; it appears whole, by one rename.
+
+    Args:
+        decision: The gate's decision (`integrations.gate`); None: no gate, promoted.
+        evaluation: The new model's figures on this run's validation data
+            (`{"examples": n, "figures": {...}}`), kept in the manifest so that a
+            later run can compare with them when it cannot evaluate this model.
 
     Raises:
         ExportError: The version could not be written (none was published,
@@ -69,22 +74,21 @@ def export_version(
         graph_def = read_graph_def(frozen.path)
     except (OSError, ValueError, tf.errors.OpError) as error:
         raise ExportError(f"Cannot read the frozen graph {frozen.path}: {first_line(error)}") from None
-    graph_file = GRAPH_FILENAMES[config.format]
+    graph_file = versions.GRAPH_FILENAMES[config.format]
     graph_bytes = serialize_graph_def(graph_def, as_text=config.format == "pbtxt")
-    decision = decide_promotion()
+    decision = decision or no_gate_decision()
+    signature = ModelSignature.from_dict(sidecar)
     manifest: dict[str, Any] = {}
 
     def build(directory: str, version: int) -> None:
-        write_saved_model(
-            graph_def, _tensors(sidecar["inputs"]), _tensors(sidecar["outputs"]), directory
-        )
+        write_saved_model(graph_def, signature.inputs, signature.outputs, directory)
         with open(os.path.join(directory, graph_file), "wb") as f:
             f.write(graph_bytes)
         manifest.update(build_manifest(
             version=version,
             frozen_graph=sidecar, graph_file=graph_file,
             graph_sha256=hashlib.sha256(graph_bytes).hexdigest(), metrics=metrics,
-            champion=decision.as_dict(), config_sha256=config_hash(job),
+            champion=decision.as_dict(), evaluation=evaluation, config_sha256=config_hash(job),
             data_fingerprint=data_fingerprint, started=started, ended=utc_now(),
             software={
                 "tensorflow": sidecar.get("tensorflow_version"),
@@ -101,16 +105,10 @@ def export_version(
         pruned = versions.prune_versions(config.directory, config.keep)
     except (OSError, tf.errors.OpError) as error:
         raise ExportError(f"Cannot export into {config.directory}: {first_line(error)}") from None
-    logger.info(
-        "Exported version=%d path=%s promoted=%s reason=%s pruned=%s",
-        version, path, decision.promoted, decision.reason, pruned or "none",
+    logger.info("Exported version=%d path=%s pruned=%s", version, path, pruned or "none")
+    # One line with both figures, a warning when the new model was kept out.
+    logger.log(
+        logging.INFO if decision.promoted else logging.WARNING,
+        "Version %d %s: %s", version, decision.verdict, decision.reason,
     )
     return ExportedVersion(version, path, decision.promoted, manifest)
-
-
-def _tensors(described: list[Mapping[str, Any]]) -> list[TensorInfo]:
-    """The sidecar's `inputs` / `outputs` entries as `TensorInfo`s."""
-    return [
-        TensorInfo(t["name"], t["dtype"], None if t["shape"] is None else tuple(t["shape"]))
-        for t in described
-    ]

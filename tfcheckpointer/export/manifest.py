@@ -34,6 +34,7 @@ def build_manifest(
     graph_sha256: str,
     metrics: Mapping[str, float],
     champion: Mapping[str, Any],
+    evaluation: Mapping[str, Any] | None,
     config_sha256: str,
     data_fingerprint: str | None,
     started: str | None,
@@ -48,6 +49,9 @@ def build_manifest(
         graph_file: The frozen graph's name inside the version directory.
         graph_sha256: That file's sha256 (`export.format` may differ from the freeze's).
         champion: The promotion decision (`promotion.Decision.as_dict`).
+        evaluation: The model's figures on its run's validation data (with
+            `export.promote_if`): what a later run compares with when it
+            cannot evaluate this version on its own data.
         software: `tensorflow` and `keras` versions; the package's and
             Python's are added here.
         started, ended: ISO 8601 UTC times of the run's start and of the export.
@@ -58,6 +62,7 @@ def build_manifest(
         "step": frozen_graph.get("step"),
         "metrics": dict(metrics),
         "champion": dict(champion),
+        "evaluation": None if evaluation is None else dict(evaluation),
         "config_sha256": config_sha256,
         "data_fingerprint": data_fingerprint,
         "started": started,

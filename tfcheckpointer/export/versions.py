@@ -26,6 +26,8 @@ from tfcheckpointer.errors import ExportError
 LATEST_FILENAME = "LATEST"
 PROMOTION_LOG_FILENAME = "promotions.jsonl"
 MANIFEST_FILENAME = "manifest.json"
+GRAPH_FILENAMES = {"pb": "model.pb", "pbtxt": "model.pbtxt"}
+"""The frozen graph's name inside a version directory, by `export.format`."""
 _VERSION = re.compile(r"[1-9]\d*")
 _TEMPORARY = re.compile(r"\.(\d+)\.tmp-(\d+)")
 

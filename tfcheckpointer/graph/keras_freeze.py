@@ -255,9 +255,13 @@ def model_probe(model: keras.Model, config: FreezeConfig, probe: ProbeLike = Non
     """
     signature = model_signature(model, config.input_names, config.output_names)
     return resolve_probe(
-        probe, signature, batch_size=config.verify_batch_size,
-        input_keys=[(_producer(t).name,) for t in model.inputs],
+        probe, signature, batch_size=config.verify_batch_size, input_keys=input_keys(model)
     )
+
+
+def input_keys(model: keras.Model) -> list[tuple[str]]:
+    """For each model input, the key a dict of inputs may also hold it under: its layer's name."""
+    return [(_producer(t).name,) for t in model.inputs]
 
 
 def compute_dtype(model: keras.Model) -> str:

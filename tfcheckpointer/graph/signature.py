@@ -42,11 +42,25 @@ class TensorInfo:
         shape = None if self.shape is None else list(self.shape)
         return {"name": self.name, "tensor": self.tensor, "dtype": self.dtype, "shape": shape}
 
+    @classmethod
+    def from_dict(cls, described: dict[str, Any]) -> TensorInfo:
+        """The inverse of `as_dict`: a sidecar's or manifest's `inputs` / `outputs` entry."""
+        shape = described["shape"]
+        return cls(described["name"], described["dtype"], None if shape is None else tuple(shape))
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSignature:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
+
+    @classmethod
+    def from_dict(cls, described: dict[str, Any]) -> ModelSignature:
+        """From a sidecar's or manifest's `{"inputs": [...], "outputs": [...]}`."""
+        return cls(
+            tuple(TensorInfo.from_dict(t) for t in described["inputs"]),
+            tuple(TensorInfo.from_dict(t) for t in described["outputs"]),
+        )
 
     @property
     def names(self) -> list[str]:

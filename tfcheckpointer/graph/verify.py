@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcheckpointer.errors import FreezeError, VerificationError
+from tfcheckpointer.graph.runner import GraphRunner
 from tfcheckpointer.graph.signature import ModelSignature
 
 
@@ -34,15 +35,9 @@ def probe_inputs(signature: ModelSignature, batch_size: int, seed: int = 0) -> l
 def run_graph_def(
     graph_def: tf.compat.v1.GraphDef, signature: ModelSignature, inputs: Sequence[np.ndarray]
 ) -> list[np.ndarray]:
-    """Run a frozen graph in a fresh TF1 session, as a TF1 consumer would."""
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.import_graph_def(graph_def, name="")
-    with tf.compat.v1.Session(graph=graph) as session:
-        return session.run(
-            [o.tensor for o in signature.outputs],
-            {i.tensor: x for i, x in zip(signature.inputs, inputs)},
-        )
+    """Run a frozen graph once in a fresh TF1 session, as a TF1 consumer would."""
+    with GraphRunner(graph_def, signature) as runner:
+        return runner.run(inputs)
 
 
 def default_probe(signature: ModelSignature, batch_size: int) -> list[np.ndarray]:
