@@ -19,7 +19,7 @@ def test_every_checkpoint_option_is_a_keyword_with_the_configs_default(adapter):
     parameters = inspect.signature(adapter).parameters
     fields = dataclasses.fields(CheckpointConfig)
     assert list(parameters) == [f.name for f in fields] + [
-        "freeze", "export", "probe", "listeners", "verbose",
+        "freeze", "export", "probe", "listeners", "validation_data", "verbose",
     ]
     assert parameters["directory"].default is inspect.Parameter.empty
     for field in fields[1:]:

@@ -73,6 +73,7 @@ class ConfiguredAdapter:
         export: Mapping[str, Any] | ExportConfig | None = None,
         probe: ProbeLike = None,
         listeners: Sequence[Any] | None = None,
+        validation_data: Any = None,
         verbose: int = 0,
     ) -> None:
         """Check the options, as the YAML keys are checked, and set up the adapter.
@@ -132,7 +133,10 @@ class ConfiguredAdapter:
                 at train end the verified frozen graph is published as the
                 next numbered version of `export["directory"]` (with a
                 SavedModel and `manifest.json`) and promoted; it needs
-                `freeze`. `CheckpointCallback` only.
+                `freeze`. With `export["promote_if"]` (`{"monitor": "val_loss",
+                "min_delta": 0.01}`, the YAML `export.promote_if`) it is promoted
+                only if it beats the promoted version on `validation_data`.
+                `CheckpointCallback` only.
             probe: The inputs the frozen graph is verified on: one array per
                 model input (a single array for one input), a dict keyed by
                 input name, a `tf.data.Dataset` (its first batch), or a
@@ -143,6 +147,11 @@ class ConfiguredAdapter:
                 (`after_save(step, prefix)`) and the frozen graph
                 (`after_freeze(path, sidecar)`): see `CheckpointListener`.
                 One that raises is logged by name; what it was told about stays.
+            validation_data: This run's validation data, which
+                `export.promote_if` scores the new model and the champion on:
+                `(x, y)` or `(x, y, sample_weight)` arrays, or a finite
+                `tf.data.Dataset` of such batches (what `fit` takes); read
+                at train begin. `CheckpointCallback` only.
             verbose: 1 prints a line for each save and restore; every save is
                 also logged on the `tfcheckpointer` logger whatever `verbose` is.
 
@@ -158,7 +167,7 @@ class ConfiguredAdapter:
         job = JobConfig(checkpoint=checkpoint, freeze=freeze, export=export, source="<arguments>")
         self._configure(
             job, verbose, configured_probe(probe, freeze, source="<arguments>"),
-            given_listeners(listeners),
+            given_listeners(listeners), validation_data,
         )
 
     supports_export = False
@@ -170,18 +179,25 @@ class ConfiguredAdapter:
         verbose: int,
         probe: Probe | None,
         listeners: Listeners,
+        validation_data: Any = None,
     ) -> None:
-        if job.export is not None and not self.supports_export:
-            raise ConfigError(
-                f"is not supported by {type(self).__name__}; use CheckpointCallback",
-                file=job.source, key="export",
+        if not self.supports_export:
+            given = "export" if job.export is not None else (
+                "validation_data" if validation_data is not None else None
             )
+            if given is not None:
+                raise ConfigError(
+                    f"is not supported by {type(self).__name__}; use CheckpointCallback",
+                    file=job.source, key=given,
+                )
         # The whole validated config: its hash goes into each exported version's manifest.
         self.job_config = job
         self.export_config = job.export
         self._setup(job.checkpoint, job.freeze, verbose, listeners)
         # `probe=`, else `freeze.probe`; None leaves the choice to the next source (`graph.probe`).
         self.probe = probe
+        self.validation_data = validation_data
+        """What `export.promote_if` scores on; `tfcheckpointer train` sets fit's `validation_data`."""
 
     def _setup(
         self,
@@ -200,8 +216,9 @@ class ConfiguredAdapter:
         verbose: int = 0,
         probe: ProbeLike = None,
         listeners: Sequence[Any] | None = None,
+        validation_data: Any = None,
     ) -> _Adapter:
-        """The adapter for an already validated config; `probe` and `listeners` as in `__init__`.
+        """The adapter for an already validated config; the keywords as in `__init__`.
 
         The job file's `listeners:` are built now (their factories called) and
         told first, then `listeners`.
@@ -212,6 +229,7 @@ class ConfiguredAdapter:
             config, verbose,
             configured_probe(probe, config.freeze, source=config.source),
             configured_listeners(config.listeners, source=config.source) + given,
+            validation_data,
         )
         return adapter
 
@@ -224,13 +242,15 @@ class ConfiguredAdapter:
         verbose: int = 0,
         probe: ProbeLike = None,
         listeners: Sequence[Any] | None = None,
+        validation_data: Any = None,
     ) -> _Adapter:
         """The adapter for a YAML file's `checkpoint:`, `freeze:`, `export:` and `listeners:` sections.
 
         `overrides` maps dotted keys to values, e.g. `{"checkpoint.every_n_steps": 10}`.
         """
         return cls.from_config_object(
-            load_config(path, overrides), verbose=verbose, probe=probe, listeners=listeners
+            load_config(path, overrides), verbose=verbose, probe=probe, listeners=listeners,
+            validation_data=validation_data,
         )
 
     @classmethod
@@ -241,8 +261,10 @@ class ConfiguredAdapter:
         verbose: int = 0,
         probe: ProbeLike = None,
         listeners: Sequence[Any] | None = None,
+        validation_data: Any = None,
     ) -> _Adapter:
         """The adapter for a mapping shaped like the YAML file."""
         return cls.from_config_object(
-            parse_config(data), verbose=verbose, probe=probe, listeners=listeners
+            parse_config(data), verbose=verbose, probe=probe, listeners=listeners,
+            validation_data=validation_data,
         )

@@ -28,6 +28,8 @@ class JobResult:
     history: dict[str, list[float]]
     exported: str | None = None
     """The version directory this run published (`export:`)."""
+    promoted: bool | None = None
+    """Whether that version was promoted (moved LATEST); None without one."""
 
 
 DATA_FINGERPRINT_KEY = "fingerprint"
@@ -79,7 +81,8 @@ def run_job(
     default); `quiet` turns it off whatever the file says. Saves are logged
     on the `tfcheckpointer` logger. Without `freeze.probe`, the frozen graph
     is verified on a batch of the data factory's validation data, else of its
-    training data (`data_probe`). A `fingerprint` in the data factory's
+    training data (`data_probe`); `export.promote_if` scores on that
+    validation data. A `fingerprint` in the data factory's
     mapping is recorded in the exported version's manifest, not given to fit.
     `record` is given the steps, the last epoch's metrics and the files
     written, also when training raises.
@@ -105,6 +108,7 @@ def run_job(
             hint="call model.compile(...) in the factory",
         )
     data, callback.data_fingerprint = _fit_arguments(load_data(**config.data.kwargs), config.source)
+    callback.validation_data = data.get("validation_data")
     if config.freeze is not None and callback.probe is None:
         callback.probe = data_probe(data, config.freeze.verify_batch_size)
     fit_arguments = {"verbose": 2, **config.fit, **data}
@@ -126,6 +130,7 @@ def run_job(
         frozen=callback.frozen.path if callback.frozen else None,
         history={k: [float(x) for x in v] for k, v in history.history.items()},
         exported=callback.exported.path if callback.exported else None,
+        promoted=callback.exported.promoted if callback.exported else None,
     )
 
 

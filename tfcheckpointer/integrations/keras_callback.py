@@ -28,6 +28,8 @@ from tfcheckpointer.graph.keras_freeze import (
 )
 from tfcheckpointer.graph.publish import FrozenGraph
 from tfcheckpointer.integrations.base import ConfiguredAdapter, creation_site
+from tfcheckpointer.integrations.gate import ChampionGate
+from tfcheckpointer.integrations.validation import require_validation_data
 
 logger = logging.getLogger("tfcheckpointer")
 
@@ -121,13 +123,15 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
     and optimizer), on train end a final checkpoint is written if the last
     step was not saved, and a frozen GraphDef is written and verified if a
     `freeze` section is given; with an `export` section that graph is then
-    published as the next numbered version (`exported`) and promoted. Set
-    `data_fingerprint` before `fit()` to record the data in its manifest.
+    published as the next numbered version (`exported`) and promoted -- with
+    `export.promote_if`, only if it beats the promoted version on
+    `validation_data`. Set `data_fingerprint` before `fit()` to record the
+    data in its manifest.
 
     Build it from keyword arguments named like the YAML `checkpoint:` keys
-    plus `freeze=`, `export=`, `probe=`, `listeners=` and `verbose=` (each explained
-    under `ConfiguredAdapter`, whose `__init__` it uses), or with
-    `from_yaml` / `from_dict`.
+    plus `freeze=`, `export=`, `probe=`, `listeners=`, `validation_data=` and
+    `verbose=` (each explained under `ConfiguredAdapter`, whose `__init__` it
+    uses), or with `from_yaml` / `from_dict`.
     """
 
     supports_export = True
@@ -163,6 +167,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         self._freeze_refused: FreezeError | None = None
         self._probe_batch: Any = None
         self._runs_last = False
+        self._gate: ChampionGate | None = None
 
     @property
     def step(self) -> int:
@@ -171,6 +176,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         if getattr(self.model, "optimizer", None) is None:
             raise CheckpointError("The model has no optimizer. HINT: call model.compile() first.")
+        self._gate = self._champion_gate()
         self._runs_last = _run_train_end_last(self)
         self.frozen = self.freeze_error = self._freeze_refused = None
         self.exported = None
@@ -183,8 +189,19 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
             return
         self._start(current_step=self.step)
 
+    def _champion_gate(self) -> ChampionGate | None:
+        """`export.promote_if`'s gate over `validation_data`; refused before anything is written."""
+        export = self.export_config
+        if export is None or export.promote_if is None:
+            return None
+        source = self.job_config.source
+        validation = require_validation_data(self.validation_data, source=source)
+        return ChampionGate(export.promote_if, export.directory, validation, source=source)
+
     def _start(self, *, current_step: int) -> None:
         self._check_freezable()
+        if self._gate is not None:
+            self._gate.check(self.model)
         optimizer = self.model.optimizer
         # Keras builds the optimizer on the first step; its slots must exist to be restored.
         if not getattr(optimizer, "built", False):
@@ -326,12 +343,18 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
             self._export(self.frozen)
 
     def _export(self, frozen: FrozenGraph) -> None:
-        """Publish the verified frozen graph as the next version, with the last epoch's metrics."""
+        """Publish the verified frozen graph as the next version, with the last epoch's metrics.
+
+        With `export.promote_if`, the gate judges it against the champion first.
+        """
         assert self.export_config is not None
         history = getattr(self.model, "history", None)
+        judgement = self._gate.judge(self.model, frozen) if self._gate is not None else None
         self.exported = export_version(
             self.export_config, frozen, job=self.job_config,
             metrics=final_metrics(getattr(history, "history", None)),
+            decision=judgement.decision if judgement else None,
+            evaluation=judgement.evaluation.as_dict() if judgement else None,
             data_fingerprint=self.data_fingerprint, started=self._started,
         )
         if self.verbose:
