@@ -84,7 +84,9 @@ def test_history_prints_an_aligned_table(two_runs, capsys, monkeypatch):
     monkeypatch.chdir(two_runs)
     assert main(["history", "job.yaml"]) == 0
     header, *rows = capsys.readouterr().out.splitlines()
-    assert header.split() == ["START", "DURATION", "STEPS", "FROM", "LOSS", "VAL_LOSS", "OUTCOME", "EXIT"]
+    assert header.split() == [
+        "START", "DURATION", "STEPS", "FROM", "LOSS", "VAL_LOSS", "VERSION", "PROMOTED", "OUTCOME", "EXIT",
+    ]
     assert [row.split()[2:4] for row in rows] == [["4", "0"], ["4", "4"]]
     assert all(row.split()[-2:] == ["trained", "0"] for row in rows)
     assert len({header.index("OUTCOME"), *(row.index("trained") for row in rows)}) == 1

@@ -7,7 +7,8 @@ TRAINED = 0
 USAGE_ERROR = 2
 """A bad job file, option or argument, or a run refused before its first step; nothing written."""
 NOT_PROMOTED = 3
-"""Trained, but the champion gate kept the new model out. Reserved: no gate exists yet."""
+"""Trained and exported, but `export.promote_if` kept the new version out: LATEST still names the
+champion, and the manifest and `runs.jsonl` hold both figures."""
 TRAINING_FAILED = 4
 """A factory or training raised; the checkpoints saved before stay, and `runs.jsonl` says why."""
 STOPPED_BY_SIGNAL = 5

@@ -16,7 +16,9 @@ from tfcheckpointer.config.schema import run_directory_of
 from tfcheckpointer.errors import ConfigError
 from tfcheckpointer.integrations.run_history import RUNS_FILE, read_runs, runs_file
 
-COLUMNS = ("START", "DURATION", "STEPS", "FROM", "LOSS", "VAL_LOSS", "OUTCOME", "EXIT")
+COLUMNS = (
+    "START", "DURATION", "STEPS", "FROM", "LOSS", "VAL_LOSS", "VERSION", "PROMOTED", "OUTCOME", "EXIT",
+)
 
 
 def add_parser(commands: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
@@ -63,6 +65,8 @@ def _row(run: dict[str, Any]) -> list[str]:
         _text(run.get("started_from")),
         _number(metrics.get("loss")),
         _number(metrics.get("val_loss")),
+        _text(run.get("exported_version")),
+        _yes_no(run.get("promoted")),
         _text(run.get("outcome")),
         _text(run.get("exit_code")),
     ]
@@ -89,6 +93,10 @@ def _duration(seconds: Any) -> str:
 
 def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else "-"
+
+
+def _yes_no(value: Any) -> str:
+    return "yes" if value is True else "no" if value is False else "-"
 
 
 def _text(value: Any) -> str:

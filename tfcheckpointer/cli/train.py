@@ -89,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
     if result.frozen:
         print(f"Frozen graph: {result.frozen}")
     if result.exported:
-        print(f"Exported version: {result.exported}")
-    return _record(config, record, run_history.OUTCOME_TRAINED, exit_codes.TRAINED)
+        print(f"Exported version: {result.exported}" + ("" if result.promoted else " (not promoted)"))
+    code = exit_codes.NOT_PROMOTED if result.promoted is False else exit_codes.TRAINED
+    return _record(config, record, run_history.OUTCOME_TRAINED, code)
 
 
 def _failed(config: JobConfig, record: run_history.RunRecord, error: Exception) -> int:
