@@ -7,7 +7,7 @@ A job file has one required section and a few optional ones:
       every_n_steps: 500
     freeze:                      # optional; null or absent = no freezing
       output: ~/runs/${RUN}/model.pb
-    export: {directory: ~/serving/my_model, keep: 5}   # optional; needs freeze:
+    export: {directory: ~/serving/my_model, keep: 5, warm_start: promoted}   # optional; needs freeze:
     model: {factory: my_project.models:build, kwargs: {units: 64}}
     data: {factory: my_project.data:load}
     fit: {epochs: 3, batch_size: 32}
@@ -60,6 +60,7 @@ from tfcheckpointer.config.schema import (
     BEST_MODES,
     EXPORT_FORMATS,
     ON_EXISTING_CHOICES,
+    WARM_START_CHOICES,
     CheckpointConfig,
     ExportConfig,
     FactoryConfig,
@@ -475,6 +476,7 @@ _EXPORT_FIELDS: dict[str, Check] = {
     "directory": path_value,
     "keep": or_null(integer(1)),
     "format": choice(*EXPORT_FORMATS),
+    "warm_start": choice(*WARM_START_CHOICES),
 }
 _FACTORY_FIELDS: dict[str, Check] = {"factory": factory_reference, "kwargs": keyword_arguments}
 _LISTENER = "a 'package.module:function' reference or a {factory: ..., kwargs: {...}} mapping"
