@@ -131,8 +131,10 @@ class ConfiguredAdapter:
             export: The `export:` section as a mapping (or an `ExportConfig`):
                 at train end the verified frozen graph is published as the
                 next numbered version of `export["directory"]` (with a
-                SavedModel and `manifest.json`) and promoted; it needs
-                `freeze`. `CheckpointCallback` only.
+                SavedModel, its source checkpoint and `manifest.json`) and
+                promoted; it needs `freeze`. Its `warm_start` (`promoted`,
+                the default, or `latest`) says where a run after a
+                non-promoted version starts. `CheckpointCallback` only.
             probe: The inputs the frozen graph is verified on: one array per
                 model input (a single array for one input), a dict keyed by
                 input name, a `tf.data.Dataset` (its first batch), or a
