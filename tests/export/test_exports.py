@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 
 import numpy as np
@@ -108,6 +109,28 @@ def test_a_checkpoint_on_another_filesystem_is_copied(tmp_path):
     copy = copy_checkpoint(f"{source}/model.ckpt-2", str(tmp_path / "copy"))
     assert (copy.prefix, copy.linked) == (str(tmp_path / "copy" / "model.ckpt-2"), False)
     assert tf.train.latest_checkpoint(str(tmp_path / "copy")) == copy.prefix
+
+
+def test_a_checkpoint_a_hard_link_cannot_reach_is_copied(tmp_path):
+    import tempfile
+
+    from tfcheckpointer.checkpoint.copies import copy_checkpoint
+
+    train_and_export(tmp_path, 1)
+    # /dev/shm is a tmpfs of its own on Linux: a link from it to tmp_path fails with EXDEV.
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as elsewhere:
+        assert os.stat(elsewhere).st_dev != os.stat(tmp_path).st_dev
+        for name in os.listdir(tmp_path / "ckpt-1"):
+            if name.startswith("model.ckpt-2"):
+                shutil.copyfile(tmp_path / "ckpt-1" / name, os.path.join(elsewhere, name))
+        copy = copy_checkpoint(os.path.join(elsewhere, "model.ckpt-2"), str(tmp_path / "copy"))
+    assert copy.linked is False
+    assert sorted(os.listdir(tmp_path / "copy")) == [
+        "checkpoint", "model.ckpt-2.data-00000-of-00001", "model.ckpt-2.index",
+    ]
+    assert (tmp_path / "copy" / "model.ckpt-2.index").read_bytes() == (
+        tmp_path / "ckpt-1" / "model.ckpt-2.index"
+    ).read_bytes()
 
 
 def test_listeners_are_told_of_each_version(tmp_path):
