@@ -96,15 +96,15 @@ def plan_start(
 
 def read_start_plan(config: ExportConfig, directory: CheckpointDirectory) -> StartPlan:
     """`plan_start` for a run writing to `directory` and exporting per `config`, from what is on disk."""
-    newest = directory.latest() if config.warm_start != WARM_START_LATEST else None
-    sources = {} if newest is None else {
+    newest = None if config.warm_start == WARM_START_LATEST else directory.latest()
+    if newest is None:  # nothing on disk decides: LATEST and the manifests are not read
+        return plan_start(warm_start=config.warm_start, newest=None, sources={}, promoted=None)
+    sources = {
         version: _version_source(os.path.join(config.directory, str(version)))
         for version in versions.list_versions(config.directory)
     }
     return plan_start(
-        warm_start=config.warm_start,
-        newest=None if newest is None else checkpoint_key(newest),
-        sources=sources,
+        warm_start=config.warm_start, newest=checkpoint_key(newest), sources=sources,
         promoted=versions.read_latest(config.directory),
     )
 
