@@ -13,7 +13,9 @@ BASE = {"checkpoint": {"directory": "ckpt", "every_n_steps": 1}, "freeze": {"out
 
 def test_export_is_read_with_its_defaults():
     config = parse_config({**BASE, "export": {"directory": "$HOME/serving"}})
-    assert config.export == ExportConfig(directory=config.export.directory, keep=None, format="pb")
+    assert config.export == ExportConfig(
+        directory=config.export.directory, keep=None, format="pb", warm_start="promoted"
+    )
     assert not config.export.directory.startswith("$HOME")
 
 
@@ -38,6 +40,10 @@ def test_export_needs_the_train_end_freeze():
         ({}, r"export.directory: export.directory is required"),
         ({"directory": "e", "keep": 0}, r"export.keep: expected an integer >= 1, got 0"),
         ({"directory": "e", "format": "onnx"}, r"export.format: expected one of"),
+        (
+            {"directory": "e", "warm_start": "newest"},
+            r"export.warm_start: expected one of 'promoted', 'latest', got 'newest'",
+        ),
         ({"directory": "e", "kep": 2}, r"export.kep: unknown key 'kep' HINT: did you mean 'keep'\?"),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 
 import numpy as np
@@ -16,7 +17,7 @@ from tfcheckpointer.export import versions
 from tfcheckpointer.export.exporter import export_version
 from tfcheckpointer.integrations.keras_callback import CheckpointCallback
 
-VERSION_FILES = {"manifest.json", "model.pb", "saved_model.pb", "variables"}
+VERSION_FILES = {"checkpoint", "manifest.json", "model.pb", "saved_model.pb", "variables"}
 
 
 def train_and_export(tmp_path, run: int, **export):
@@ -70,6 +71,66 @@ def test_the_saved_model_serves_what_the_frozen_graph_computes(tmp_path):
     )
     assert list(served) == [outputs[0]["name"]]
     np.testing.assert_array_equal(served[outputs[0]["name"]].numpy(), frozen[0])
+
+
+def test_a_version_keeps_its_source_checkpoint_hard_linked(tmp_path):
+    import tensorflow as tf
+
+    version = train_and_export(tmp_path, 1).exported
+    source = str(tmp_path / "ckpt-1" / "model.ckpt-2")
+    kept = os.path.join(version.path, "checkpoint")
+    assert version.manifest["checkpoint_copy"] == {"prefix": "checkpoint/model.ckpt-2", "hard_linked": True}
+    assert sorted(os.listdir(kept)) == [
+        "checkpoint", "model.ckpt-2.data-00000-of-00001", "model.ckpt-2.index",
+    ]
+    assert os.path.samefile(source + ".index", os.path.join(kept, "model.ckpt-2.index"))
+    assert tf.train.latest_checkpoint(kept) == os.path.join(kept, "model.ckpt-2")
+    # Retention unlinks the source's names; the version's links keep the data.
+    for name in os.listdir(tmp_path / "ckpt-1"):
+        if name.startswith("model.ckpt-2"):
+            os.remove(tmp_path / "ckpt-1" / name)
+    reader = tf.train.load_checkpoint(os.path.join(kept, "model.ckpt-2"))
+    assert reader.get_tensor("global_step") == 2
+    # TF Serving's loader reads saved_model.pb and variables/ and ignores checkpoint/.
+    assert "serving_default" in tf.saved_model.load(version.path).signatures
+
+
+def test_a_checkpoint_on_another_filesystem_is_copied(tmp_path):
+    import tensorflow as tf
+
+    from tfcheckpointer.checkpoint.copies import copy_checkpoint
+
+    train_and_export(tmp_path, 1)
+    source = "ram://warm/ckpt"
+    tf.io.gfile.makedirs(source)
+    for name in os.listdir(tmp_path / "ckpt-1"):
+        if name.startswith("model.ckpt-2"):
+            tf.io.gfile.copy(str(tmp_path / "ckpt-1" / name), f"{source}/{name}")
+    copy = copy_checkpoint(f"{source}/model.ckpt-2", str(tmp_path / "copy"))
+    assert (copy.prefix, copy.linked) == (str(tmp_path / "copy" / "model.ckpt-2"), False)
+    assert tf.train.latest_checkpoint(str(tmp_path / "copy")) == copy.prefix
+
+
+def test_a_checkpoint_a_hard_link_cannot_reach_is_copied(tmp_path):
+    import tempfile
+
+    from tfcheckpointer.checkpoint.copies import copy_checkpoint
+
+    train_and_export(tmp_path, 1)
+    # /dev/shm is a tmpfs of its own on Linux: a link from it to tmp_path fails with EXDEV.
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as elsewhere:
+        assert os.stat(elsewhere).st_dev != os.stat(tmp_path).st_dev
+        for name in os.listdir(tmp_path / "ckpt-1"):
+            if name.startswith("model.ckpt-2"):
+                shutil.copyfile(tmp_path / "ckpt-1" / name, os.path.join(elsewhere, name))
+        copy = copy_checkpoint(os.path.join(elsewhere, "model.ckpt-2"), str(tmp_path / "copy"))
+    assert copy.linked is False
+    assert sorted(os.listdir(tmp_path / "copy")) == [
+        "checkpoint", "model.ckpt-2.data-00000-of-00001", "model.ckpt-2.index",
+    ]
+    assert (tmp_path / "copy" / "model.ckpt-2.index").read_bytes() == (
+        tmp_path / "ckpt-1" / "model.ckpt-2.index"
+    ).read_bytes()
 
 
 def test_listeners_are_told_of_each_version(tmp_path):

@@ -24,7 +24,7 @@ from tfcheckpointer.checkpoint.files import atomic_write
 from tfcheckpointer.checkpoint.listeners import Listeners
 from tfcheckpointer.checkpoint.lock import DirectoryLock
 from tfcheckpointer.checkpoint.policy import BestK, LastSave, RetentionPolicy, save_policy
-from tfcheckpointer.checkpoint.restore import Restored, Restorer
+from tfcheckpointer.checkpoint.restore import Restored, Restorer, StartOver
 from tfcheckpointer.checkpoint.saver import CheckpointSaver
 from tfcheckpointer.checkpoint.scores import record_epoch
 from tfcheckpointer.checkpoint.signals import SignalCatcher
@@ -347,9 +347,16 @@ class CheckpointManager:
     # --- Restoring ----------------------------------------------------------------
 
     def restore(
-        self, *, current_step: int = 0, optimizer_name: str | None = None
+        self,
+        *,
+        current_step: int = 0,
+        optimizer_name: str | None = None,
+        start_over: StartOver | None = None,
     ) -> Restored | None:
         """Restore per `config.restore` (see `restore.Restorer`); return what was restored, or None.
+
+        With `start_over` the run starts from that instead, after setting the
+        directory's checkpoints aside (`restorer.set_aside_to` says where).
 
         A refused restore (another model's or optimizer's checkpoint, none
         readable where one is required, `restore: none` into a directory of
@@ -358,7 +365,8 @@ class CheckpointManager:
         """
         try:
             restored = self.restorer.restore(
-                self._variables, current_step=current_step, optimizer_name=optimizer_name
+                self._variables, current_step=current_step, optimizer_name=optimizer_name,
+                start_over=start_over,
             )
         except BaseException:
             self.close(undo=True)

@@ -3,7 +3,9 @@
 `checkpoint.restore: latest` resumes from this run's directory (the shared
 resolver, `CheckpointDirectory.candidates`); a prefix or a directory
 elsewhere starts this run from it (a warm start) until the run has
-checkpoints of its own; `none` restores nothing.
+checkpoints of its own; `none` restores nothing. A caller that knows the
+directory's checkpoints belong to a finished run that must not be built on
+(`export.warm_start`) starts over instead (`StartOver`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,20 @@ class Restored:
     """Whether optimizer state (slots, step) was restored."""
 
 
+@dataclasses.dataclass(frozen=True)
+class StartOver:
+    """Start a new run instead of resuming: restore `prefix` (or nothing), then set the directory aside.
+
+    `prefix` (a promoted export's copy of its checkpoint) is restored with its
+    full state -- weights, optimizer slots and step, though not the learning
+    rate, which `compile` set -- like a warm start with `restore_optimizer`; the directory's checkpoints then move into a
+    `set-aside-<time>` subdirectory, where they stay restorable, so that no
+    step of the new run collides with theirs.
+    """
+
+    prefix: str | None = None
+
+
 class Restorer:
     """Restores per `checkpoint.restore` into a run that writes to `directory`.
 
@@ -68,9 +84,16 @@ class Restorer:
         self.restore_from = restore
         self.restore_optimizer = restore_optimizer
         self.on_existing = on_existing
+        self.set_aside_to: str | None = None
+        """Where the last `restore` moved the directory's checkpoints, if it did."""
 
     def restore(
-        self, variables: Any, *, current_step: int = 0, optimizer_name: str | None = None
+        self,
+        variables: Any,
+        *,
+        current_step: int = 0,
+        optimizer_name: str | None = None,
+        start_over: StartOver | None = None,
     ) -> Restored | None:
         """Restore `variables` (an adapter from `variables`); return what was restored.
 
@@ -81,7 +104,11 @@ class Restorer:
         newest checkpoint's step (a second `fit()` in one process) keeps its
         state rather than going back. `optimizer_name` names the model's
         optimizer in the error raised when the checkpoint holds another's state.
+        `start_over` replaces all of that (see `StartOver`).
         """
+        self.set_aside_to = None
+        if start_over is not None:
+            return self._start_over(variables, start_over, current_step, optimizer_name)
         if self.restore_from == RESTORE_NONE:
             self._start_fresh()
             return None
@@ -136,8 +163,7 @@ class Restorer:
             )
             return
         if self.on_existing == "set_aside":
-            stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
-            target = self.directory.set_aside_all(stamp)
+            target = self._set_aside_all()
             logger.warning(
                 "checkpoint.restore is none; moved the %d checkpoint(s) already in %s (%s) to %s.",
                 len(existing), self.directory.directory, names, target,
@@ -150,6 +176,26 @@ class Restorer:
             "checkpoint.on_existing: set_aside to move them into a subdirectory, or keep to "
             "leave them; restore: latest resumes from them; or use another directory."
         )
+
+    def _start_over(
+        self, variables: Any, start_over: StartOver, current_step: int, optimizer_name: str | None
+    ) -> Restored | None:
+        restored = None
+        if start_over.prefix is not None:
+            restored = self._restore_one(
+                variables, start_over.prefix, current_step, warm_start=True,
+                optimizer_name=optimizer_name, full_state=True,
+            )
+        # Only now that the restore was accepted: a refused one changes nothing on disk.
+        if self.directory.prefixes():
+            self._set_aside_all()
+        return restored
+
+    def _set_aside_all(self) -> str:
+        """Move the directory's checkpoints into `set-aside-<now>`; return where."""
+        stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+        self.set_aside_to = self.directory.set_aside_all(stamp)
+        return self.set_aside_to
 
     def _candidates(self) -> tuple[list[str], bool, bool]:
         """Checkpoints to try, best first; whether one must restore; whether they come from elsewhere.
@@ -193,9 +239,10 @@ class Restorer:
         *,
         warm_start: bool,
         optimizer_name: str | None,
+        full_state: bool = False,
     ) -> Restored | None:
         shapes = variables.shapes()
-        with_optimizer = not warm_start or self.restore_optimizer
+        with_optimizer = not warm_start or self.restore_optimizer or full_state
         if with_optimizer:
             # A warm start never takes the learning rate: the one `compile` set is the point.
             wanted = {k: s for k, s in shapes.items() if not (warm_start and _is_learning_rate(k))}

@@ -11,6 +11,7 @@ A job file has one required section and a few optional ones:
       directory: ~/serving/my_model
       keep: 5
       promote_if: {monitor: val_loss, min_delta: 0.01}
+      warm_start: promoted
     model: {factory: my_project.models:build, kwargs: {units: 64}}
     data: {factory: my_project.data:load}
     fit: {epochs: 3, batch_size: 32}
@@ -63,6 +64,7 @@ from tfcheckpointer.config.schema import (
     BEST_MODES,
     EXPORT_FORMATS,
     ON_EXISTING_CHOICES,
+    WARM_START_CHOICES,
     CheckpointConfig,
     ExportConfig,
     FactoryConfig,
@@ -498,6 +500,7 @@ _EXPORT_FIELDS: dict[str, Check] = {
     "keep": or_null(integer(1)),
     "format": choice(*EXPORT_FORMATS),
     "promote_if": or_null(_promote_if),
+    "warm_start": choice(*WARM_START_CHOICES),
 }
 _PROMOTE_IF_FIELDS: dict[str, Check] = {
     "monitor": metric_name,

@@ -19,6 +19,10 @@ BEST_MODES = ("min", "max")
 """`checkpoint.keep_best.mode`: whether the lowest or the highest score is best."""
 EXPORT_FORMATS = ("pb", "pbtxt")
 """`export.format`: the frozen graph in a version directory as `model.pb` or `model.pbtxt`."""
+WARM_START_PROMOTED = "promoted"
+WARM_START_LATEST = "latest"
+WARM_START_CHOICES = (WARM_START_PROMOTED, WARM_START_LATEST)
+"""`export.warm_start`: where a run after a finished one starts (see `export.warm_start`)."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,9 @@ class ExportConfig:
     format: str = "pb"
     promote_if: PromoteIfConfig | None = None
     """The champion/challenger gate; None promotes every new version."""
+    warm_start: str = WARM_START_PROMOTED
+    """With `checkpoint.restore: latest`, a run after one whose version was not promoted starts
+    from the promoted version's checkpoint (`promoted`) or from the newest checkpoint (`latest`)."""
 
 
 @dataclass(frozen=True)

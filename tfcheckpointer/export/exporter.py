@@ -13,8 +13,9 @@ from typing import Any
 
 import tensorflow as tf
 
+from tfcheckpointer.checkpoint.copies import copy_checkpoint
 from tfcheckpointer.config.schema import ExportConfig, JobConfig
-from tfcheckpointer.errors import ExportError, first_line
+from tfcheckpointer.errors import CheckpointError, ExportError, first_line
 from tfcheckpointer.export import versions
 from tfcheckpointer.export.manifest import build_manifest, config_hash
 from tfcheckpointer.export.promotion import Decision, no_gate_decision
@@ -24,6 +25,9 @@ from tfcheckpointer.graph.publish import FrozenGraph
 from tfcheckpointer.graph.signature import ModelSignature
 
 logger = logging.getLogger("tfcheckpointer")
+
+CHECKPOINT_DIRECTORY = "checkpoint"
+"""A version's copy of the checkpoint it was frozen from (TF Serving ignores the directory)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +60,9 @@ def export_version(
 
     The version directory holds the frozen graph (`model.pb` or
     `model.pbtxt`), a SavedModel of the same graph (`saved_model.pb`,
-    `variables/`) and `manifest.json`; it appears whole, by one rename.
+    `variables/`), `checkpoint/` (the source checkpoint, hard-linked where
+    possible, from which a later run can start: `warm_start`) and
+    `manifest.json`; it appears whole, by one rename.
 
     Args:
         decision: The gate's decision (`integrations.gate`); None: no gate, promoted.
@@ -84,11 +90,16 @@ def export_version(
         write_saved_model(graph_def, signature.inputs, signature.outputs, directory)
         with open(os.path.join(directory, graph_file), "wb") as f:
             f.write(graph_bytes)
+        kept = None
+        if sidecar.get("checkpoint"):
+            copy = copy_checkpoint(sidecar["checkpoint"], os.path.join(directory, CHECKPOINT_DIRECTORY))
+            kept = {"prefix": os.path.relpath(copy.prefix, directory), "hard_linked": copy.linked}
         manifest.update(build_manifest(
             version=version,
             frozen_graph=sidecar, graph_file=graph_file,
             graph_sha256=hashlib.sha256(graph_bytes).hexdigest(), metrics=metrics,
             champion=decision.as_dict(), evaluation=evaluation, config_sha256=config_hash(job),
+            checkpoint_copy=kept,
             data_fingerprint=data_fingerprint, started=started, ended=utc_now(),
             software={
                 "tensorflow": sidecar.get("tensorflow_version"),
@@ -103,7 +114,7 @@ def export_version(
         if decision.promoted:
             versions.move_latest(config.directory, version, by="auto", reason=decision.reason)
         pruned = versions.prune_versions(config.directory, config.keep)
-    except (OSError, tf.errors.OpError) as error:
+    except (OSError, tf.errors.OpError, CheckpointError) as error:
         raise ExportError(f"Cannot export into {config.directory}: {first_line(error)}") from None
     logger.info("Exported version=%d path=%s pruned=%s", version, path, pruned or "none")
     # One line with both figures, a warning when the new model was kept out.

@@ -36,6 +36,7 @@ def build_manifest(
     champion: Mapping[str, Any],
     evaluation: Mapping[str, Any] | None,
     config_sha256: str,
+    checkpoint_copy: Mapping[str, Any] | None,
     data_fingerprint: str | None,
     started: str | None,
     ended: str,
@@ -48,6 +49,9 @@ def build_manifest(
             checkpoint, step, signature, hash and verification figures.
         graph_file: The frozen graph's name inside the version directory.
         graph_sha256: That file's sha256 (`export.format` may differ from the freeze's).
+        checkpoint_copy: The source checkpoint kept in the version: its
+            `prefix` relative to the version directory and whether it is
+            `hard_linked`; None when the graph names no checkpoint.
         champion: The promotion decision (`promotion.Decision.as_dict`).
         evaluation: The model's figures on its run's validation data (with
             `export.promote_if`): what a later run compares with when it
@@ -60,6 +64,7 @@ def build_manifest(
         "version": version,
         "checkpoint": frozen_graph.get("checkpoint"),
         "step": frozen_graph.get("step"),
+        "checkpoint_copy": None if checkpoint_copy is None else dict(checkpoint_copy),
         "metrics": dict(metrics),
         "champion": dict(champion),
         "evaluation": None if evaluation is None else dict(evaluation),

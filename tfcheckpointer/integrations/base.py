@@ -132,11 +132,13 @@ class ConfiguredAdapter:
             export: The `export:` section as a mapping (or an `ExportConfig`):
                 at train end the verified frozen graph is published as the
                 next numbered version of `export["directory"]` (with a
-                SavedModel and `manifest.json`) and promoted; it needs
-                `freeze`. With `export["promote_if"]` (`{"monitor": "val_loss",
-                "min_delta": 0.01}`, the YAML `export.promote_if`) it is promoted
-                only if it beats the promoted version on `validation_data`.
-                `CheckpointCallback` only.
+                SavedModel, its source checkpoint and `manifest.json`) and
+                promoted; it needs `freeze`. With `export["promote_if"]`
+                (`{"monitor": "val_loss", "min_delta": 0.01}`, the YAML
+                `export.promote_if`) it is promoted only if it beats the
+                promoted version on `validation_data`. Its `warm_start`
+                (`promoted`, the default, or `latest`) says where a run after
+                a non-promoted version starts. `CheckpointCallback` only.
             probe: The inputs the frozen graph is verified on: one array per
                 model input (a single array for one input), a dict keyed by
                 input name, a `tf.data.Dataset` (its first batch), or a

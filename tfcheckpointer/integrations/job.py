@@ -145,6 +145,7 @@ def _record_progress(record: RunRecord, callback: CheckpointCallback, model: Any
     if callback.started_from is None:
         return  # stopped before its first step
     record.started_from = callback.started_from
+    record.started_from_version = callback.started_from_version
     record.end_step = callback.step
     # Keras's History callback keeps each epoch's logs, also when fit raised.
     epochs = getattr(getattr(model, "history", None), "history", None) or {}

@@ -14,8 +14,10 @@ from tfcheckpointer.checkpoint.derived import finalize_derived_state
 from tfcheckpointer.checkpoint.keys import checkpoint_variables, model_variable_keys
 from tfcheckpointer.checkpoint.listeners import Listeners
 from tfcheckpointer.checkpoint.manager import CheckpointManager
-from tfcheckpointer.config.schema import CheckpointConfig, FreezeConfig
+from tfcheckpointer.checkpoint.restore import StartOver
+from tfcheckpointer.config.schema import RESTORE_LATEST, CheckpointConfig, FreezeConfig
 from tfcheckpointer.errors import BackendError, CheckpointError, FreezeError
+from tfcheckpointer.export import warm_start
 from tfcheckpointer.export.exporter import ExportedVersion, export_version, utc_now
 from tfcheckpointer.export.manifest import final_metrics
 from tfcheckpointer.graph import metagraph
@@ -126,7 +128,9 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
     published as the next numbered version (`exported`) and promoted -- with
     `export.promote_if`, only if it beats the promoted version on
     `validation_data`. Set `data_fingerprint` before `fit()` to record the
-    data in its manifest.
+    data in its manifest. With `export.warm_start: promoted`, a run after one
+    whose version was not promoted starts from the promoted version's
+    checkpoint instead of the newest.
 
     Build it from keyword arguments named like the YAML `checkpoint:` keys
     plus `freeze=`, `export=`, `probe=`, `listeners=`, `validation_data=` and
@@ -163,6 +167,8 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         self._restored_once = False
         self.started_from: int | None = None
         """The step training started from: the restored one, else the model's own; None before."""
+        self.started_from_version: int | None = None
+        """The promoted version this run started from (`export.warm_start: promoted`), if any."""
         self._waiting_for_build = False
         self._freeze_refused: FreezeError | None = None
         self._probe_batch: Any = None
@@ -214,13 +220,42 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         if not self._restored_once:
             # A refused restore raises here, before anything is written.
             optimizer_name = type(optimizer).__name__
-            restored = self.manager.restore(current_step=current_step, optimizer_name=optimizer_name)
+            plan = self._start_plan()
+            restored = self.manager.restore(
+                current_step=current_step, optimizer_name=optimizer_name,
+                start_over=None if plan.action == warm_start.RESUME else StartOver(plan.prefix),
+            )
+            self._report_start(plan)
             if restored:
                 finalize_derived_state(self.model)
                 _retrace(self.model)
             self.started_from = restored.step if restored else current_step
+            self.started_from_version = plan.version
             self._restored_once = True
         self._write_graph_files(variables)
+
+    def _start_plan(self) -> warm_start.StartPlan:
+        """Where this run starts: its own newest checkpoint, or a promoted version (`export.warm_start`)."""
+        if self.export_config is None or self.checkpoint_config.restore != RESTORE_LATEST:
+            return warm_start.StartPlan(warm_start.RESUME, "no export.warm_start applies")
+        return warm_start.read_start_plan(self.export_config, self.manager.directory)
+
+    def _report_start(self, plan: warm_start.StartPlan) -> None:
+        """One line for a run that starts over rather than resuming, naming where and why."""
+        if plan.action == warm_start.RESUME:
+            return
+        aside = self.manager.restorer.set_aside_to
+        moved = f"; this directory's checkpoints were set aside in {aside}" if aside else ""
+        if plan.action == warm_start.FROM_PROMOTED:
+            message = (
+                f"Starting from promoted version {plan.version} (step {plan.step}, {plan.prefix}): "
+                f"{plan.reason}{moved}."
+            )
+        else:
+            message = f"Starting fresh: {plan.reason}{moved}."
+        logger.info("%s", message)
+        if self.verbose:
+            self._print(message)
 
     def _write_graph_files(self, variables: Mapping[str, Any]) -> None:
         """The `.meta` beside every checkpoint and the graph file, traced from the restored model.

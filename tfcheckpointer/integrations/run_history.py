@@ -41,6 +41,8 @@ class RunRecord:
     duration_s: float | None = None
     started_from: int | None = None
     """The step training resumed from (0 for a fresh start); null if training never began."""
+    started_from_version: int | None = None
+    """The promoted version the run started from (`export.warm_start: promoted`), else null."""
     end_step: int | None = None
     steps_trained: int | None = None
     final_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
