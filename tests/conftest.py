@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -35,3 +36,18 @@ def policy(request):
     keras.mixed_precision.set_global_policy(request.param)
     yield request.param
     keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture(autouse=True)
+def _restore_package_logger():
+    """Put the `tfcheckpointer` logger back as it was after each test.
+
+    In-process `main(["train", ...])` calls lower its level to INFO and add a
+    stderr handler; a later test that counts warnings (caplog) would then see
+    the INFO records too, so the outcome would depend on the order of tests.
+    """
+    logger = logging.getLogger("tfcheckpointer")
+    level, handlers = logger.level, list(logger.handlers)
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
