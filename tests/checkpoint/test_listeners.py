@@ -113,10 +113,10 @@ def _raise(**kwargs):
         (_factory("tests.checkpoint.test_listeners:Nothing"),
          "listeners[0].factory: module 'tests.checkpoint.test_listeners' has no attribute 'Nothing'"),
         (_factory("tests.checkpoint.test_listeners:_raise"),
-         "listeners[0].factory: the listener factory 'tests.checkpoint.test_listeners:_raise' "
+         "listeners[0].factory: the factory 'tests.checkpoint.test_listeners:_raise' "
          "raised RuntimeError: no token HINT: it is called"),
         (_factory("tests.checkpoint.test_listeners:Recorder", units=3),
-         "listeners[0].factory: the listener factory 'tests.checkpoint.test_listeners:Recorder' "
+         "listeners[0].factory: the factory 'tests.checkpoint.test_listeners:Recorder' "
          "raised TypeError: Recorder.__init__() got an unexpected keyword argument 'units'"),
         (_factory("builtins:dict", a=1),
          "listeners[0].factory: expected a listener: an object with after_save, after_freeze or "

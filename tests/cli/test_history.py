@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 
-def load(fail_after=None, sleep=0.0):
+def load(fail_after=None, sleep=0.0, missing=False):
+    if missing:
+        raise FileNotFoundError("no such file: week-48.npz")
     def batches():
         x = np.ones((8, 4), "float32")
         count = 0
@@ -125,6 +127,21 @@ def test_a_run_that_fails_in_training_exits_4_and_is_recorded(tmp_path):
     assert run["started_from"] == 0 and run["end_step"] >= 4
     # The directory's lock was let go: its file is empty, as a clean release leaves it.
     assert (tmp_path / "run" / "ckpt" / ".tfcheckpointer.lock").read_text() == ""
+
+
+@pytest.mark.parametrize("data", [
+    "{factory: 'jobs:load', kwargs: {missing: true}}",
+    "{factory: 'jobs:load', kwargs: {nonsense: 1}}",
+])
+def test_a_data_factory_that_raises_exits_2_with_one_line_and_writes_nothing(tmp_path, data):
+    _job(tmp_path, data=data)
+    result = run_cli("train", "job.yaml", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if "tfcheckpointer: error:" in line]
+    assert re.search(r"job\.yaml: data\.factory: the factory 'jobs:load' raised "
+                     r"(FileNotFoundError: no such file: week-48\.npz|TypeError: .*nonsense)", line)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()  # no checkpoint, no lock, no runs.jsonl
 
 
 def test_sigterm_saves_then_exits_5_and_is_recorded(tmp_path):

@@ -90,7 +90,7 @@ def test_train_tells_the_listeners_of_the_job_file(job):
         ("[my_listeners:Nothing]",
          "job.yaml: listeners[0].factory: module 'my_listeners' has no attribute 'Nothing'"),
         ("[{factory: my_listeners:failing, kwargs: {token: SLACK}}]",
-         "job.yaml: listeners[0].factory: the listener factory 'my_listeners:failing' raised "
+         "job.yaml: listeners[0].factory: the factory 'my_listeners:failing' raised "
          "KeyError: 'SLACK' HINT: it is called with its kwargs when the job starts and must "
          "return a listener"),
     ],

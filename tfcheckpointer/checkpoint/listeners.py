@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tfcheckpointer.config.checks import describe
-from tfcheckpointer.config.factories import resolve_factory
+from tfcheckpointer.config.factories import call_factory
 from tfcheckpointer.config.schema import FactoryConfig
 from tfcheckpointer.errors import ConfigError, first_line
 
@@ -134,16 +134,10 @@ def configured_listeners(factories: Sequence[FactoryConfig], *, source: str) -> 
     listeners = []
     for index, factory in enumerate(factories):
         key = f"listeners[{index}].factory"
-        build = resolve_factory(factory, key=key, source=source)
-        try:
-            listener = build(**factory.kwargs)
-        except Exception as error:
-            raise ConfigError(
-                f"the listener factory {factory.factory!r} raised "
-                f"{type(error).__name__}: {first_line(error)}",
-                file=source, key=key,
-                hint="it is called with its kwargs when the job starts and must return a listener",
-            ) from None
+        listener = call_factory(
+            factory, key=key, source=source,
+            hint="it is called with its kwargs when the job starts and must return a listener",
+        )
         listeners.append(NamedListener(factory.factory, _check_listener(listener, source, key)))
     return Listeners(listeners)
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from tfcheckpointer.config.checks import DOTTED_NAME
 from tfcheckpointer.config.schema import FactoryConfig
-from tfcheckpointer.errors import ConfigError
+from tfcheckpointer.errors import ConfigError, first_line
 
 _MODULE_NAME = re.compile(DOTTED_NAME)
 
@@ -40,6 +40,26 @@ def resolve_factory(factory: FactoryConfig, *, key: str, source: str) -> Callabl
     if not callable(target):
         raise ConfigError(f"{factory.factory!r} is not callable", file=source, key=key)
     return target
+
+
+def call_factory(factory: FactoryConfig, *, key: str, source: str, hint: str) -> Any:
+    """Import the factory and call it with its kwargs; what it returns.
+
+    A factory runs before training, so one that raises (a bad keyword, a
+    missing data file) is reported like a bad job file: one line naming the
+    factory and its error, and the job stops with nothing written.
+
+    Raises:
+        ConfigError: The factory cannot be imported, or raised.
+    """
+    build = resolve_factory(factory, key=key, source=source)
+    try:
+        return build(**factory.kwargs)
+    except Exception as error:
+        raise ConfigError(
+            f"the factory {factory.factory!r} raised {type(error).__name__}: {first_line(error)}",
+            file=source, key=key, hint=hint,
+        ) from None
 
 
 def import_module(name: str, *, key: str, source: str) -> ModuleType:

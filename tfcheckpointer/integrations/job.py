@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tfcheckpointer.config.factories import resolve_factory
+from tfcheckpointer.config.factories import call_factory
 from tfcheckpointer.config.loading import require_job
 from tfcheckpointer.config.schema import JobConfig
 from tfcheckpointer.errors import ConfigError
@@ -96,9 +96,10 @@ def run_job(
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     callback = CheckpointCallback.from_config_object(config)
-    build_model = resolve_factory(config.model, key="model.factory", source=config.source)
-    load_data = resolve_factory(config.data, key="data.factory", source=config.source)
-    model = build_model(**config.model.kwargs)
+    model = call_factory(
+        config.model, key="model.factory", source=config.source,
+        hint="it is called with model.kwargs and must return a compiled keras.Model",
+    )
     if not isinstance(model, keras.Model) or model.optimizer is None:
         raise ConfigError(
             f"expected the factory to return a compiled keras.Model, got {type(model).__name__}"
@@ -107,7 +108,11 @@ def run_job(
             key="model.factory",
             hint="call model.compile(...) in the factory",
         )
-    data, callback.data_fingerprint = _fit_arguments(load_data(**config.data.kwargs), config.source)
+    data = call_factory(
+        config.data, key="data.factory", source=config.source,
+        hint="it is called with data.kwargs and must return fit's data arguments",
+    )
+    data, callback.data_fingerprint = _fit_arguments(data, config.source)
     callback.validation_data = data.get("validation_data")
     if config.freeze is not None and callback.probe is None:
         callback.probe = data_probe(data, config.freeze.verify_batch_size)
