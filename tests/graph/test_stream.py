@@ -17,7 +17,7 @@ import keras
 from tests.helpers import convnet, mlp, recurrent
 from tfcheckpointer.config import FreezeConfig
 from tfcheckpointer.errors import FreezeError
-from tfcheckpointer.graph import verify
+from tfcheckpointer.graph import progress, verify
 from tfcheckpointer.graph.constants import function_skeleton, session_skeleton
 from tfcheckpointer.graph.files import read_graph_def, write_streamed_graph
 from tfcheckpointer.graph.keras_freeze import (
@@ -171,10 +171,14 @@ def test_verification_refuses_a_constant_whose_bytes_do_not_fill_its_shape(tmp_p
         verify.run_graph_file(str(tmp_path / "bad.pb"), signature, [])
 
 
-def test_progress_bar_and_rate_log_line(tmp_path, capsys, caplog):
+def test_progress_bar_and_rate_log_line(tmp_path, capsys, caplog, monkeypatch):
+    freeze_model(mlp(), _config(tmp_path), progress=True)
+    assert capsys.readouterr().out == ""  # a small graph gets no bar
+    monkeypatch.setattr(progress, "MIN_BYTES", 0)
     with caplog.at_level(logging.INFO, logger="tfcheckpointer"):
         freeze_model(mlp(), _config(tmp_path), progress=True)
-    assert "Freezing: 0.0 MB" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Freezing: 0.0 MB" in out and "1/1" in out
     assert any(
         "Wrote frozen graph" in r.getMessage() and "MB/s" in r.getMessage() for r in caplog.records
     )

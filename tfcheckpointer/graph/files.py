@@ -77,7 +77,8 @@ def write_streamed_graph(
     written: list[tuple[str, int]] = []
 
     def write(temp: str) -> None:
-        with tf.io.gfile.GFile(temp, "wb") as file:
+        # A local file takes each tensor's buffer as it is; tf.io.gfile (remote paths) needs bytes.
+        with open(temp, "wb") if "://" not in temp else tf.io.gfile.GFile(temp, "wb") as file:
             written.append(
                 write_stream(graph, file, as_text=path.endswith(".pbtxt"), progress=progress)
             )

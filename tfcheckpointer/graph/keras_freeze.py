@@ -32,6 +32,7 @@ from tfcheckpointer.graph.nodes import (
     unfreezable_ops,
 )
 from tfcheckpointer.graph.probe import Probe, ProbeLike, resolve_probe
+from tfcheckpointer.graph.progress import progress_bar
 from tfcheckpointer.graph.publish import FrozenGraph, publish_frozen_graph
 from tfcheckpointer.graph.signature import ModelSignature, TensorInfo
 from tfcheckpointer.graph.stream import StreamedGraph
@@ -336,6 +337,6 @@ def freeze_model(
     streamed = streamed_graph_def(model, signature, size_limit=size_limit)
     return publish_frozen_graph(
         streamed, config, signature, reference=lambda inputs: live_outputs(model, inputs),
-        probe=probe, size_limit=size_limit, progress=progress,
+        probe=probe, size_limit=size_limit, progress=progress_bar if progress else None,
         description={"step": step, "checkpoint": checkpoint}, compute_dtype=compute_dtype(model),
     )

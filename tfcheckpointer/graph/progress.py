@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from keras.utils import Progbar
+
 from tfcheckpointer.graph.stream import Progress
 
 _MB = 1 << 20
 
+MIN_BYTES = 64 * _MB
+"""Smaller graphs are written in well under a second: no bar for them."""
 
-def progress_bar(total_bytes: int, label: str) -> Progress:
-    """A `stream.Progress` that draws `label` and a bar to `total_bytes`, in MB.
 
-    Keras is imported here, not by the module: the TF1 routes (`freeze
-    --meta`) load it only when a bar is asked for.
+def progress_bar(total_bytes: int) -> Progress:
+    """A `stream.Progress` (a `stream.ProgressFactory`) that draws a bar to `total_bytes`, in MB.
+
+    Nothing is drawn for a graph under `MIN_BYTES`. The graph modules take
+    this as an argument, so that the TF1 routes import no Keras unless a
+    caller asks for a bar.
     """
-    from keras.utils import Progbar
-
-    print(f"{label}: {total_bytes / _MB:,.1f} MB")
+    if total_bytes < MIN_BYTES:
+        return lambda written: None
+    print(f"Freezing: {total_bytes / _MB:,.1f} MB")
     bar = Progbar(max(1, -(-total_bytes // _MB)), unit_name="MB")
     shown = 0
 

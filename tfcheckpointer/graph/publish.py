@@ -31,9 +31,8 @@ from tfcheckpointer.errors import CheckpointError, FreezeError, first_line, tens
 from tfcheckpointer.graph.files import read_graph_def, write_streamed_graph
 from tfcheckpointer.graph.nodes import PROTOBUF_LIMIT_BYTES, check_graph_size
 from tfcheckpointer.graph.probe import ProbeLike, resolve_probe
-from tfcheckpointer.graph.progress import progress_bar
 from tfcheckpointer.graph.signature import ModelSignature
-from tfcheckpointer.graph.stream import StreamedGraph
+from tfcheckpointer.graph.stream import ProgressFactory, StreamedGraph
 from tfcheckpointer.graph.verify import (
     compare_outputs,
     default_tolerance,
@@ -81,7 +80,7 @@ def publish_frozen_graph(
     size_limit: int = PROTOBUF_LIMIT_BYTES,
     description: Mapping[str, Any] | None = None,
     compute_dtype: str | None = None,
-    progress: bool = False,
+    progress: ProgressFactory | None = None,
 ) -> FrozenGraph:
     """Publish `graph` at `config.output` as `freeze_model` does, verified and with a sidecar.
 
@@ -100,8 +99,9 @@ def publish_frozen_graph(
     unknown, taken as float32). Only then is it renamed into place and
     `<output>.json` written, recording the tolerance used, the compute dtype
     and (`"probe"`) where the batch came from. `description` adds or sets
-    sidecar keys (`step`, `checkpoint`, ...). `progress` shows a progress bar
-    of the bytes written; the rate is logged either way.
+    sidecar keys (`step`, `checkpoint`, ...). `progress(total bytes)` gives
+    what reports the bytes written (`progress.progress_bar`); the rate is
+    logged either way.
     """
     # Resolved (and checked) first: a bad probe fails before any work.
     batch = resolve_probe(probe, signature, batch_size=config.verify_batch_size) if config.verify else None
@@ -158,7 +158,7 @@ def publish_frozen_graph(
         tf.io.gfile.makedirs(os.path.dirname(output) or ".")
         sha256, written = write_streamed_graph(
             streamed, output, check=verify if config.verify else None,
-            progress=progress_bar(size, "Freezing") if progress else None,
+            progress=progress(size) if progress else None,
         )
     except (OSError, tf.errors.OpError) as error:
         raise FreezeError(f"Cannot write {output}: {first_line(error)}") from None

@@ -64,6 +64,7 @@ from tfcheckpointer.graph.nodes import (
 from tfcheckpointer.graph.probe import ProbeLike
 from tfcheckpointer.graph.publish import FrozenCheckpoint, FrozenGraph, publish_frozen_graph
 from tfcheckpointer.graph.signature import ModelSignature
+from tfcheckpointer.graph.stream import ProgressFactory
 
 
 def freeze_meta_graph(
@@ -73,7 +74,7 @@ def freeze_meta_graph(
     checkpoint: str = LATEST,
     probe: ProbeLike = None,
     size_limit: int = PROTOBUF_LIMIT_BYTES,
-    progress: bool = False,
+    progress: ProgressFactory | None = None,
 ) -> FrozenCheckpoint:
     """Freeze a checkpoint with the MetaGraphDef (`.meta`) that describes its graph.
 
@@ -94,7 +95,7 @@ def freeze_meta_graph(
         probe: Verification inputs, one array per input; by default a
             deterministic random batch of `config.verify_batch_size` rows.
         size_limit: Largest GraphDef accepted, in bytes.
-        progress: Show a progress bar of the bytes written.
+        progress: Reports the bytes written (`progress.progress_bar` draws a bar).
 
     Raises:
         RestoreMismatchError: The checkpoint lacks variables the graph needs,
@@ -140,7 +141,7 @@ def freeze_graph_file(
     checkpoint: str = LATEST,
     probe: ProbeLike = None,
     size_limit: int = PROTOBUF_LIMIT_BYTES,
-    progress: bool = False,
+    progress: ProgressFactory | None = None,
 ) -> FrozenCheckpoint:
     """Freeze a checkpoint with a bare GraphDef, as TF's `freeze_graph --input_graph` does.
 
@@ -162,7 +163,7 @@ def freeze_graph_file(
         checkpoint: `latest` (the newest beside `path`), a directory or a prefix.
         probe: Verification inputs; by default a deterministic random batch.
         size_limit: Largest GraphDef accepted, in bytes.
-        progress: Show a progress bar of the bytes written.
+        progress: Reports the bytes written (`progress.progress_bar` draws a bar).
 
     Raises:
         RestoreMismatchError: The checkpoint lacks a variable the outputs read,
@@ -266,7 +267,7 @@ def freeze_session(
     description: Mapping[str, Any] | None = None,
     probe: ProbeLike = None,
     size_limit: int = PROTOBUF_LIMIT_BYTES,
-    progress: bool = False,
+    progress: ProgressFactory | None = None,
 ) -> FrozenGraph:
     """Freeze the graph of a live TF1 session, e.g. at the end of `CheckpointSessionHook`.
 
@@ -314,7 +315,7 @@ def _freeze_live_session(
     probe: ProbeLike,
     size_limit: int,
     description: Mapping[str, Any],
-    progress: bool = False,
+    progress: ProgressFactory | None = None,
 ) -> FrozenGraph:
     """Fold the session's variable values into `graph_def`, verify against the session, publish.
 

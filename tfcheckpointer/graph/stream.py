@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
@@ -194,6 +195,9 @@ class StreamedGraph:
 Progress = Callable[[int], None]
 """Called with the bytes written so far."""
 
+ProgressFactory = Callable[[int], Progress]
+"""Given the bytes a file will have, returns the `Progress` that shows its writing."""
+
 
 def write_stream(
     graph: StreamedGraph, file: BinaryIO, *, as_text: bool, progress: Progress | None = None
@@ -202,11 +206,13 @@ def write_stream(
     digest = hashlib.sha256()
     written = 0
     pieces = (t.encode() for t in graph.text_chunks()) if as_text else graph.chunks()
+    # tf.io.gfile's files take bytes only: a memoryview is copied for them, a slice at a time.
+    as_is = isinstance(file, io.IOBase)
     for piece in pieces:
         for start in range(0, len(piece), WRITE_CHUNK_BYTES):
-            chunk = bytes(piece[start:start + WRITE_CHUNK_BYTES])
+            chunk = piece[start:start + WRITE_CHUNK_BYTES]
             digest.update(chunk)
-            file.write(chunk)
+            file.write(chunk if as_is else bytes(chunk))
             written += len(chunk)
             del chunk
             if progress is not None:
