@@ -141,14 +141,14 @@ def _train_end(model, directory: str, output: str) -> dict:
     from tfcheckpointer import CheckpointCallback
 
     class Timed(CheckpointCallback):
-        def on_train_end(self, logs=None):
+        def finish_training(self):  # the train-end work, after every other callback's
             import gc
 
             gc.collect()
             _reset_peak()
             self.rss_before = _rss_bytes()
             started = time.perf_counter()
-            super().on_train_end(logs)
+            super().finish_training()
             self.seconds = time.perf_counter() - started
 
     callback = Timed(
