@@ -63,7 +63,8 @@ def _gru():
     "build", [mlp, convnet, recurrent, _gru], ids=["mlp", "convnet-batchnorm", "lstm-while", "gru-while"]
 )
 def test_streamed_keras_file_parses_to_the_stock_converters_graph(tmp_path, build):
-    concrete = trace(build(), model_signature(build()))
+    model = build()  # kept alive: the traced function reads its variables
+    concrete = trace(model, model_signature(model))
     streamed = function_skeleton(concrete)
     clear_devices(streamed.skeleton)
     assert streamed.sources  # the kernels at least are streamed, not built in memory
