@@ -120,23 +120,30 @@ def run(args: argparse.Namespace) -> int:
             hint="pass --output-names (e.g. output/predict)",
         )
     import_tensorflow(verbose=args.verbose, keras=not graph_file)
+    # A bar of the bytes written (Keras's Progbar; Keras is loaded for it on the TF1 routes too).
+    from tfcheckpointer.graph.progress import progress_bar
+
     if args.graph is not None:
         from tfcheckpointer.graph.session_freeze import freeze_graph_file
 
-        done = freeze_graph_file(args.graph, config, checkpoint=args.checkpoint)
+        done = freeze_graph_file(args.graph, config, checkpoint=args.checkpoint, progress=progress_bar)
     elif args.meta is not None:
         from tfcheckpointer.graph.session_freeze import freeze_meta_graph
 
-        done = freeze_meta_graph(args.meta, config, checkpoint=args.checkpoint)
+        done = freeze_meta_graph(args.meta, config, checkpoint=args.checkpoint, progress=progress_bar)
     else:
         from tfcheckpointer.graph import keras_checkpoint
 
         import_modules(args)
         if job is not None:
-            done = keras_checkpoint.freeze_from_config(job, checkpoint=args.checkpoint, config=config)
+            done = keras_checkpoint.freeze_from_config(
+                job, checkpoint=args.checkpoint, config=config, progress=True
+            )
         else:
             model = keras_checkpoint.load_keras_model(args.model)
-            done = keras_checkpoint.freeze_keras_checkpoint(model, args.checkpoint, config)
+            done = keras_checkpoint.freeze_keras_checkpoint(
+                model, args.checkpoint, config, progress=True
+            )
     frozen = done.frozen
     checked = "not verified" if frozen.max_abs_diff is None else f"max diff {frozen.max_abs_diff:g}"
     print(

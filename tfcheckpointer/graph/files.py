@@ -2,7 +2,8 @@
 
 Every GraphDef read goes through `read_graph_def`; every GraphDef and
 MetaGraphDef is serialized by `serialize_graph_def` / `serialize_meta_graph_def`
-(deterministic) and written atomically (`write_graph_def` here, or the
+(deterministic) and written atomically (`write_graph_def` here, a frozen
+graph node by node by `write_streamed_graph`, or the
 checkpoint manager's `write_file` and `.meta` beside each checkpoint, both
 through `checkpoint.files.publish`).
 Protobuf's wire format is lenient, so a parsed file is also checked for
@@ -21,9 +22,10 @@ import tensorflow as tf
 from google.protobuf import message, text_format
 
 from tfcheckpointer.checkpoint import naming
-from tfcheckpointer.checkpoint.files import atomic_write
+from tfcheckpointer.checkpoint.files import atomic_write, publish
 from tfcheckpointer.errors import CheckpointError, FreezeError, first_line
 from tfcheckpointer.graph.nodes import node_of, variable_nodes
+from tfcheckpointer.graph.stream import Progress, StreamedGraph, write_stream
 
 GRAPH_DEF_SUFFIXES = {".pb": "binary", ".pbtxt": "text"}
 META_GRAPH_SUFFIX = naming.META_SUFFIX
@@ -57,6 +59,32 @@ def write_graph_def(
     data = serialize_graph_def(graph_def, as_text=path.endswith(".pbtxt"))
     atomic_write(path, data, check=check)
     return data
+
+
+def write_streamed_graph(
+    graph: StreamedGraph,
+    path: str,
+    *,
+    check: Callable[[str], object] | None = None,
+    progress: Progress | None = None,
+) -> tuple[str, int]:
+    """Atomically write a GraphDef node by node (`stream`); return its SHA-256 (hex) and size.
+
+    Text for `.pbtxt`, binary otherwise, the bytes `write_graph_def` writes
+    for `graph.materialize()`. `check(temporary path)` runs on the written
+    file before it is renamed into place.
+    """
+    written: list[tuple[str, int]] = []
+
+    def write(temp: str) -> None:
+        # A local file takes each tensor's buffer as it is; tf.io.gfile (remote paths) needs bytes.
+        with open(temp, "wb") if "://" not in temp else tf.io.gfile.GFile(temp, "wb") as file:
+            written.append(
+                write_stream(graph, file, as_text=path.endswith(".pbtxt"), progress=progress)
+            )
+
+    publish(path, write, check=check)
+    return written[0]
 
 
 def read_graph_def(path: str, *, as_text: bool | None = None) -> tf.compat.v1.GraphDef:

@@ -38,6 +38,7 @@ def freeze_from_config(
     checkpoint: str = LATEST,
     config: FreezeConfig | None = None,
     probe: ProbeLike = None,
+    progress: bool = False,
 ) -> FrozenCheckpoint:
     """Build the job's model with `model.factory`, restore a checkpoint, freeze it.
 
@@ -48,6 +49,7 @@ def freeze_from_config(
         config: How to freeze; by default the job's `freeze:` section.
         probe: Verification inputs (as `freeze_model` takes them); by
             default the `freeze.probe` factory of `config`, else a random batch.
+        progress: Show a progress bar of the bytes written.
     """
     if job.model is None:
         raise ConfigError(
@@ -77,7 +79,7 @@ def freeze_from_config(
         )
     probe = configured_probe(probe, config, source=job.source)
     return freeze_keras_checkpoint(
-        model, prefix, config, basename=job.checkpoint.basename, probe=probe
+        model, prefix, config, basename=job.checkpoint.basename, probe=probe, progress=progress
     )
 
 
@@ -137,6 +139,7 @@ def freeze_keras_checkpoint(
     *,
     basename: str | None = None,
     probe: ProbeLike = None,
+    progress: bool = False,
 ) -> FrozenCheckpoint:
     """Restore a checkpoint's model variables into `model` and freeze it with `freeze_model`.
 
@@ -153,6 +156,7 @@ def freeze_keras_checkpoint(
         basename: In a directory without a state file, only
             `<basename>-<step>` checkpoints count.
         probe: Verification inputs, as `freeze_model` takes them.
+        progress: Show a progress bar of the bytes written.
 
     Raises:
         RestoreMismatchError: The checkpoint holds another model.
@@ -171,5 +175,7 @@ def freeze_keras_checkpoint(
     step = read_step(prefix, present)[0]
     variables.restore(prefix, [key for key in shapes if key in present])
     finalize_derived_state(model)
-    frozen = freeze_model(model, config, step=step, checkpoint=prefix, probe=probe)
+    frozen = freeze_model(
+        model, config, step=step, checkpoint=prefix, probe=probe, progress=progress
+    )
     return FrozenCheckpoint(frozen, prefix, step)

@@ -2,7 +2,8 @@
 
 The steps are separate functions: `model_signature` names the inputs and
 outputs, `trace` builds the inference function (`training=False`),
-`freeze_graph_def` folds the variables into constants, and `freeze_model`
+`streamed_graph_def` folds the variables into constants (read one at a
+time as the file is written, `stream`), and `freeze_model`
 hands the result to `publish.publish_frozen_graph`, which optimizes it (with
 `freeze.optimize`), runs the written file in a TF1 session against the live
 model and publishes it atomically with a JSON sidecar.
@@ -16,12 +17,12 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.framework import convert_to_constants
 
 from tfcheckpointer.checkpoint.derived import stale_derived_state
 from tfcheckpointer.checkpoint.keys import stable_layer_names
 from tfcheckpointer.config.schema import FreezeConfig
 from tfcheckpointer.errors import FreezeError, first_line
+from tfcheckpointer.graph.constants import function_skeleton
 from tfcheckpointer.graph.nodes import (
     PROTOBUF_LIMIT_BYTES,
     assigning_ops,
@@ -31,8 +32,10 @@ from tfcheckpointer.graph.nodes import (
     unfreezable_ops,
 )
 from tfcheckpointer.graph.probe import Probe, ProbeLike, resolve_probe
+from tfcheckpointer.graph.progress import progress_bar
 from tfcheckpointer.graph.publish import FrozenGraph, publish_frozen_graph
 from tfcheckpointer.graph.signature import ModelSignature, TensorInfo
+from tfcheckpointer.graph.stream import StreamedGraph
 from tfcheckpointer.graph.verify import HALF_PRECISION_EPSILON, compare_outputs, run_graph_def
 
 
@@ -184,25 +187,34 @@ def check_model_freezable(
     _check_names_survived(signature, {op.name for op in concrete.graph.get_operations()})
 
 
-def freeze_graph_def(
+def streamed_graph_def(
     model: keras.Model, signature: ModelSignature, *, size_limit: int = PROTOBUF_LIMIT_BYTES
-) -> tf.compat.v1.GraphDef:
-    """A GraphDef of `model`'s inference function with every variable a constant."""
+) -> StreamedGraph:
+    """`model`'s inference function with every variable a constant, its values still unread.
+
+    The graph is `convert_variables_to_constants_v2`'s (`constants.function_skeleton`);
+    each variable is read when the file reaches its constant (`stream`).
+    """
     concrete = trace(model, signature)
     check_freezable(model, concrete, size_limit=size_limit)
     try:
-        frozen = convert_to_constants.convert_variables_to_constants_v2(
-            concrete, lower_control_flow=False
-        )
+        streamed = function_skeleton(concrete)
     except (ValueError, TypeError, tf.errors.OpError) as error:
         raise FreezeError(
             f"Cannot fold the variables of model {model.name!r} into constants: "
             f"{first_line(error)}"
         ) from None
-    graph_def = frozen.graph.as_graph_def()
-    clear_devices(graph_def)
-    check_no_variables(graph_def)
-    _check_names_survived(signature, {n.name for n in graph_def.node})
+    clear_devices(streamed.skeleton)
+    check_no_variables(streamed.skeleton)
+    _check_names_survived(signature, {n.name for n in streamed.skeleton.node})
+    return streamed
+
+
+def freeze_graph_def(
+    model: keras.Model, signature: ModelSignature, *, size_limit: int = PROTOBUF_LIMIT_BYTES
+) -> tf.compat.v1.GraphDef:
+    """A GraphDef of `model`'s inference function with every variable a constant, in memory."""
+    graph_def = streamed_graph_def(model, signature, size_limit=size_limit).materialize()
     check_graph_size(graph_def, size_limit)
     return graph_def
 
@@ -289,6 +301,7 @@ def freeze_model(
     checkpoint: str | None = None,
     probe: ProbeLike = None,
     size_limit: int = PROTOBUF_LIMIT_BYTES,
+    progress: bool = False,
 ) -> FrozenGraph:
     """Freeze `model`, verify the written file, then publish it and its sidecar.
 
@@ -303,8 +316,11 @@ def freeze_model(
             (`model_probe`); a deterministic random batch of
             `config.verify_batch_size` rows by default.
         size_limit: Largest GraphDef accepted, in bytes.
+        progress: Show a progress bar of the bytes written.
 
-    With `config.verify`, a model whose layers compute with stale derived
+    The file is written node by node, one variable read at a time
+    (`stream`), so the extra memory is about one variable's bytes, plus the
+    weights once more while the written file is verified. With `config.verify`, a model whose layers compute with stale derived
     state (see `check_derived_state`) is refused before anything is traced.
     Nothing is left at `config.output` unless verification passed, within
     `config.verify_tolerance` or, if that is None, the default for the model's
@@ -322,9 +338,9 @@ def freeze_model(
     if config.verify:  # checked before the (costly) conversion
         check_derived_state(model)
         probe = model_probe(model, config, probe)
-    graph_def = freeze_graph_def(model, signature, size_limit=size_limit)
+    streamed = streamed_graph_def(model, signature, size_limit=size_limit)
     return publish_frozen_graph(
-        graph_def, config, signature, reference=lambda inputs: live_outputs(model, inputs),
-        probe=probe, size_limit=size_limit,
+        streamed, config, signature, reference=lambda inputs: live_outputs(model, inputs),
+        probe=probe, size_limit=size_limit, progress=progress_bar if progress else None,
         description={"step": step, "checkpoint": checkpoint}, compute_dtype=compute_dtype(model),
     )

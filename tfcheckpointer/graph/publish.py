@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import importlib.metadata
 import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -28,11 +28,17 @@ from tfcheckpointer.checkpoint.files import atomic_write
 from tfcheckpointer.checkpoint.scores import checkpoint_score
 from tfcheckpointer.config.schema import FreezeConfig
 from tfcheckpointer.errors import CheckpointError, FreezeError, first_line, tensorflow_error_line
-from tfcheckpointer.graph.files import read_graph_def, write_graph_def
+from tfcheckpointer.graph.files import read_graph_def, write_streamed_graph
 from tfcheckpointer.graph.nodes import PROTOBUF_LIMIT_BYTES, check_graph_size
 from tfcheckpointer.graph.probe import ProbeLike, resolve_probe
 from tfcheckpointer.graph.signature import ModelSignature
-from tfcheckpointer.graph.verify import compare_outputs, default_tolerance, run_graph_def
+from tfcheckpointer.graph.stream import ProgressFactory, StreamedGraph
+from tfcheckpointer.graph.verify import (
+    compare_outputs,
+    default_tolerance,
+    run_graph_def,
+    run_graph_file,
+)
 
 if TYPE_CHECKING:
     from tfcheckpointer.graph.optimize import OptimizeReport
@@ -65,7 +71,7 @@ class FrozenCheckpoint:
 
 
 def publish_frozen_graph(
-    graph_def: tf.compat.v1.GraphDef,
+    graph: tf.compat.v1.GraphDef | StreamedGraph,
     config: FreezeConfig,
     signature: ModelSignature,
     *,
@@ -74,26 +80,45 @@ def publish_frozen_graph(
     size_limit: int = PROTOBUF_LIMIT_BYTES,
     description: Mapping[str, Any] | None = None,
     compute_dtype: str | None = None,
+    progress: ProgressFactory | None = None,
 ) -> FrozenGraph:
-    """Publish `graph_def` at `config.output` as `freeze_model` does, verified and with a sidecar.
+    """Publish `graph` at `config.output` as `freeze_model` does, verified and with a sidecar.
 
-    With `config.optimize` it is optimized first (`optimize.optimize_graph_def`).
-    The file is written to a temporary name, loaded back and run in a fresh
-    TF1 session on the probe batch (`probe.resolve_probe`: `probe`, else a
-    random batch); its outputs must be within `config.verify_tolerance` of
+    `graph` is a GraphDef, or a `stream.StreamedGraph` whose constants are
+    read one at a time while the file is written. Its size is checked
+    against `size_limit` before anything is written. With `config.optimize`
+    it is optimized first (`optimize.optimize_graph_def`), which needs the
+    whole GraphDef in memory (`StreamedGraph.materialize`: about ten times the
+    weights, as TensorFlow's converter). The file is written to a temporary
+    name and run in a fresh TF1 session on the probe batch
+    (`probe.resolve_probe`: `probe`, else a random batch): a binary file by
+    `verify.run_graph_file`, which holds its weights once, a text file
+    parsed whole. Its outputs must be within `config.verify_tolerance` of
     `reference(probe)`, or if that is None of the default for `compute_dtype`
     (`verify.default_tolerance`), the precision the model computes in (None:
     unknown, taken as float32). Only then is it renamed into place and
     `<output>.json` written, recording the tolerance used, the compute dtype
     and (`"probe"`) where the batch came from. `description` adds or sets
-    sidecar keys (`step`, `checkpoint`, ...).
+    sidecar keys (`step`, `checkpoint`, ...). `progress(total bytes)` gives
+    what reports the bytes written (`progress.progress_bar`); the rate is
+    logged either way.
     """
     # Resolved (and checked) first: a bad probe fails before any work.
     batch = resolve_probe(probe, signature, batch_size=config.verify_batch_size) if config.verify else None
+    streamed = graph if isinstance(graph, StreamedGraph) else StreamedGraph(graph, {})
     report = None
     if config.optimize:
-        graph_def, report = _optimize(graph_def, signature, size_limit=size_limit)
+        graph_def, report = _optimize(streamed.materialize(), signature, size_limit=size_limit)
+        streamed = StreamedGraph(graph_def, {})
+    size = streamed.byte_size()
+    if size >= size_limit:
+        raise FreezeError(
+            f"The frozen graph would be {size:,} bytes; it must stay under {size_limit:,} bytes "
+            "(the 2 GiB protobuf limit); nothing was written. HINT: keep the Saver checkpoints "
+            "(no size limit) and export a SavedModel for serving instead."
+        )
     output = config.output
+    as_text = output.endswith(".pbtxt")
     max_diff: float | None = None
     tolerance: float | None = None
 
@@ -103,9 +128,12 @@ def publish_frozen_graph(
         nonlocal max_diff, tolerance
         assert batch is not None  # `verify` runs only with config.verify
         inputs = batch.data
+        started = time.perf_counter()
         try:
-            as_text = output.endswith(".pbtxt")
-            actual = run_graph_def(read_graph_def(temp, as_text=as_text), signature, inputs)
+            if as_text:
+                actual = run_graph_def(read_graph_def(temp, as_text=True), signature, inputs)
+            else:
+                actual = run_graph_file(temp, signature, inputs)
         except (tf.errors.OpError, CheckpointError, ValueError) as error:
             raise FreezeError(
                 f"The frozen graph does not run in a TF1 session: {tensorflow_error_line(error)}; "
@@ -122,23 +150,33 @@ def publish_frozen_graph(
         if tolerance is None:
             tolerance = default_tolerance(compute_dtype, expected)
         max_diff = compare_outputs(signature, expected, actual, tolerance)
+        logger.info("Verified frozen graph seconds=%.2f max_abs_diff=%g",
+                    time.perf_counter() - started, max_diff)
 
+    started = time.perf_counter()
     try:
         tf.io.gfile.makedirs(os.path.dirname(output) or ".")
-        data = write_graph_def(graph_def, output, check=verify if config.verify else None)
+        sha256, written = write_streamed_graph(
+            streamed, output, check=verify if config.verify else None,
+            progress=progress(size) if progress else None,
+        )
     except (OSError, tf.errors.OpError) as error:
         raise FreezeError(f"Cannot write {output}: {first_line(error)}") from None
-    sha256 = hashlib.sha256(data).hexdigest()
+    seconds = time.perf_counter() - started
+    logger.info(
+        "Wrote frozen graph path=%s bytes=%d seconds=%.2f rate=%.1f MB/s (verification included)",
+        output, written, seconds, written / 1e6 / max(seconds, 1e-9),
+    )
     sidecar = output + naming.SIDECAR_SUFFIX
     content = {
-        "format": "frozen GraphDef (text)" if output.endswith(".pbtxt") else "frozen GraphDef",
+        "format": "frozen GraphDef (text)" if as_text else "frozen GraphDef",
         "inputs": [t.as_dict() for t in signature.inputs],
         "outputs": [t.as_dict() for t in signature.outputs],
         "step": None,
         "checkpoint": None,
         "sha256": sha256,
-        "bytes": len(data),
-        "node_count": len(graph_def.node),
+        "bytes": written,
+        "node_count": streamed.node_count,
         "optimized": report.as_dict() if report else None,
         "verified": config.verify,
         "max_abs_diff": max_diff,
@@ -153,7 +191,7 @@ def publish_frozen_graph(
     # The epoch-end metrics recorded for the checkpoint (`checkpoint.keep_best`), if any.
     content["score"] = checkpoint_score(content["checkpoint"]) if content["checkpoint"] else None
     atomic_write(sidecar, (json.dumps(content, indent=2) + "\n").encode())
-    return FrozenGraph(output, sidecar, sha256, len(data), len(graph_def.node), max_diff, report)
+    return FrozenGraph(output, sidecar, sha256, written, streamed.node_count, max_diff, report)
 
 
 def _optimize(

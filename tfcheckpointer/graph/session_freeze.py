@@ -2,8 +2,9 @@
 
 The `.meta` route imports the MetaGraphDef into a fresh graph, restores the
 checkpoint with its Saver, folds the variables the outputs read into
-constants (`convert_variables_to_constants`, which also drops the
-save/restore subgraph) and clears device strings. Either way the written
+constants (as `convert_variables_to_constants` does, which also drops the
+save/restore subgraph, but each variable read from the session only when the
+file is written: `constants.session_skeleton`) and clears device strings. Either way the written
 file is checked against the session it was frozen from, and published as
 `publish.publish_frozen_graph` publishes every frozen graph.
 
@@ -39,6 +40,7 @@ from tfcheckpointer.errors import (
     first_line,
     tensorflow_error_line,
 )
+from tfcheckpointer.graph.constants import session_skeleton
 from tfcheckpointer.graph.bind import (
     bind_placeholders,
     check_placeholders_fed,
@@ -55,7 +57,6 @@ from tfcheckpointer.graph.graph_signature import (
 from tfcheckpointer.graph.locate import LATEST, resolve_checkpoint
 from tfcheckpointer.graph.nodes import (
     PROTOBUF_LIMIT_BYTES,
-    check_graph_size,
     check_no_variables,
     clear_devices,
     prune_unused_functions,
@@ -63,6 +64,7 @@ from tfcheckpointer.graph.nodes import (
 from tfcheckpointer.graph.probe import ProbeLike
 from tfcheckpointer.graph.publish import FrozenCheckpoint, FrozenGraph, publish_frozen_graph
 from tfcheckpointer.graph.signature import ModelSignature
+from tfcheckpointer.graph.stream import ProgressFactory
 
 
 def freeze_meta_graph(
@@ -72,6 +74,7 @@ def freeze_meta_graph(
     checkpoint: str = LATEST,
     probe: ProbeLike = None,
     size_limit: int = PROTOBUF_LIMIT_BYTES,
+    progress: ProgressFactory | None = None,
 ) -> FrozenCheckpoint:
     """Freeze a checkpoint with the MetaGraphDef (`.meta`) that describes its graph.
 
@@ -92,6 +95,7 @@ def freeze_meta_graph(
         probe: Verification inputs, one array per input; by default a
             deterministic random batch of `config.verify_batch_size` rows.
         size_limit: Largest GraphDef accepted, in bytes.
+        progress: Reports the bytes written (`progress.progress_bar` draws a bar).
 
     Raises:
         RestoreMismatchError: The checkpoint lacks variables the graph needs,
@@ -124,7 +128,7 @@ def freeze_meta_graph(
             _restore(session, saver, meta_graph, prefix, stored, needed, meta)
             published = _freeze_live_session(
                 session, graph_def, signature, config, bound=bound, label=meta, probe=probe,
-                size_limit=size_limit,
+                size_limit=size_limit, progress=progress,
                 description={"step": step, "checkpoint": prefix, "meta_graph": meta},
             )
     return FrozenCheckpoint(published, prefix, step)
@@ -137,6 +141,7 @@ def freeze_graph_file(
     checkpoint: str = LATEST,
     probe: ProbeLike = None,
     size_limit: int = PROTOBUF_LIMIT_BYTES,
+    progress: ProgressFactory | None = None,
 ) -> FrozenCheckpoint:
     """Freeze a checkpoint with a bare GraphDef, as TF's `freeze_graph --input_graph` does.
 
@@ -158,6 +163,7 @@ def freeze_graph_file(
         checkpoint: `latest` (the newest beside `path`), a directory or a prefix.
         probe: Verification inputs; by default a deterministic random batch.
         size_limit: Largest GraphDef accepted, in bytes.
+        progress: Reports the bytes written (`progress.progress_bar` draws a bar).
 
     Raises:
         RestoreMismatchError: The checkpoint lacks a variable the outputs read,
@@ -195,7 +201,7 @@ def freeze_graph_file(
                 ) from None
             published = _freeze_live_session(
                 session, imported, signature, config, bound=bound, label=path, probe=probe,
-                size_limit=size_limit,
+                size_limit=size_limit, progress=progress,
                 description={"step": step, "checkpoint": prefix, "graph_def": path},
             )
     return FrozenCheckpoint(published, prefix, step)
@@ -261,6 +267,7 @@ def freeze_session(
     description: Mapping[str, Any] | None = None,
     probe: ProbeLike = None,
     size_limit: int = PROTOBUF_LIMIT_BYTES,
+    progress: ProgressFactory | None = None,
 ) -> FrozenGraph:
     """Freeze the graph of a live TF1 session, e.g. at the end of `CheckpointSessionHook`.
 
@@ -293,7 +300,7 @@ def freeze_session(
     with quiet_tensorflow():
         return _freeze_live_session(
             session, graph_def, signature, config, bound=bound, label=label, probe=probe,
-            size_limit=size_limit, description=description or {},
+            size_limit=size_limit, description=description or {}, progress=progress,
         )
 
 
@@ -308,6 +315,7 @@ def _freeze_live_session(
     probe: ProbeLike,
     size_limit: int,
     description: Mapping[str, Any],
+    progress: ProgressFactory | None = None,
 ) -> FrozenGraph:
     """Fold the session's variable values into `graph_def`, verify against the session, publish.
 
@@ -321,15 +329,12 @@ def _freeze_live_session(
         graph_def = prune_control_flow(graph_def, signature)
     hint = _control_flow_hint(graph_def)
     try:
-        frozen = tf.compat.v1.graph_util.convert_variables_to_constants(
-            session, graph_def, [o.name for o in signature.outputs]
-        )
+        frozen = session_skeleton(session, graph_def, [o.name for o in signature.outputs])
     except (ValueError, tf.errors.OpError) as error:
         raise FreezeError(f"Cannot freeze {label}: {tensorflow_error_line(error)}{hint}") from None
-    clear_devices(frozen)
-    prune_unused_functions(frozen)
-    check_no_variables(frozen)
-    check_graph_size(frozen, size_limit)
+    clear_devices(frozen.skeleton)
+    prune_unused_functions(frozen.skeleton)
+    check_no_variables(frozen.skeleton)
     graph = session.graph
     feeds = [graph.get_tensor_by_name(i.tensor) for i in signature.inputs]
     fetches = [graph.get_tensor_by_name(o.tensor) for o in signature.outputs]
@@ -343,7 +348,7 @@ def _freeze_live_session(
     try:
         return publish_frozen_graph(
             frozen, config, signature, reference=reference, probe=probe, size_limit=size_limit,
-            description=description,
+            description=description, progress=progress,
         )
     except VerificationError:
         raise

@@ -7,13 +7,16 @@ The reference is the live model (`keras_freeze`), the restored TF1 session
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from tfcheckpointer.errors import FreezeError, VerificationError
+from tfcheckpointer.graph.files import graph_def_problem
 from tfcheckpointer.graph.runner import GraphRunner
 from tfcheckpointer.graph.signature import ModelSignature
+from tfcheckpointer.graph.stream import read_fields
 
 
 def probe_inputs(signature: ModelSignature, batch_size: int, seed: int = 0) -> list[np.ndarray]:
@@ -38,6 +41,76 @@ def run_graph_def(
     """Run a frozen graph once in a fresh TF1 session, as a TF1 consumer would."""
     with GraphRunner(graph_def, signature) as runner:
         return runner.run(inputs)
+
+
+FED_CONSTANT_BYTES = 1 << 20
+"""Constants from this size on are fed to the session by `run_graph_file` instead of built in."""
+
+
+def run_graph_file(
+    path: str, signature: ModelSignature, inputs: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """Run a binary GraphDef file in a fresh TF1 session, holding its weights once.
+
+    `import_graph_def` of the parsed file holds the weights four or five
+    times (the file's bytes, the Python proto, its serialization, TensorFlow's
+    graph and the session's copy of it). Here the file is read one top-level
+    record at a time and each record is parsed by protobuf, as a loader would
+    parse the whole; a `Const` of `FED_CONSTANT_BYTES` or more becomes a
+    `Placeholder` of its dtype and shape, fed exactly the bytes its record
+    holds. Everything else (every other node, the function library, the
+    versions) is imported as written.
+
+    Raises:
+        FreezeError: The file is not a sound GraphDef (a record does not
+            parse, a node is nonsense, a constant's bytes do not fit its shape).
+    """
+    graph_def = tf.compat.v1.GraphDef()
+    fed: dict[str, np.ndarray] = {}
+    with tf.io.gfile.GFile(path, "rb") as file:
+        for field, header, payload in read_fields(file):
+            if field != 1:
+                graph_def.MergeFromString(header + payload)
+                continue
+            node = tf.compat.v1.NodeDef.FromString(payload)
+            del payload
+            tensor = node.attr["value"].tensor if node.op == "Const" else None
+            if tensor is not None and tensor.tensor_content:
+                value = _constant_value(node, tensor)
+                if value.nbytes >= FED_CONSTANT_BYTES:
+                    fed[node.name + ":0"] = value
+                    node = _placeholder_like(node, tensor)
+                del value
+            graph_def.node.append(node)
+    problem = graph_def_problem(graph_def)
+    if problem:
+        raise FreezeError(f"{path} is not a GraphDef: {problem}")
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.compat.v1.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as session:
+        feeds: dict[str, np.ndarray] = {i.tensor: x for i, x in zip(signature.inputs, inputs)}
+        return session.run([o.tensor for o in signature.outputs], {**fed, **feeds})
+
+
+def _constant_value(node: tf.compat.v1.NodeDef, tensor: Any) -> np.ndarray:
+    """A large `Const`'s value from its record's bytes, checked as the `Const` kernel checks it."""
+    dtype = tf.as_dtype(tensor.dtype)
+    shape = [d.size for d in tensor.tensor_shape.dim]
+    content = tensor.tensor_content
+    if node.attr["dtype"].type != tensor.dtype or len(content) != int(np.prod(shape)) * dtype.size:
+        raise FreezeError(
+            f"Constant {node.name!r} holds {len(content):,} bytes of {dtype.name}, which do not "
+            f"fill its shape {shape} (or its dtype attribute differs)."
+        )
+    return np.frombuffer(content, dtype.as_numpy_dtype).reshape(shape)
+
+
+def _placeholder_like(node: tf.compat.v1.NodeDef, tensor: Any) -> tf.compat.v1.NodeDef:
+    placeholder = tf.compat.v1.NodeDef(name=node.name, op="Placeholder", input=node.input)
+    placeholder.attr["dtype"].type = tensor.dtype
+    placeholder.attr["shape"].shape.CopyFrom(tensor.tensor_shape)
+    return placeholder
 
 
 def default_probe(signature: ModelSignature, batch_size: int) -> list[np.ndarray]:

@@ -354,7 +354,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
             self.frozen = freeze_model(
                 self.model, config,
                 step=naming.step_of_prefix(checkpoint) if checkpoint else step,
-                checkpoint=checkpoint, probe=self._probe_batch,
+                checkpoint=checkpoint, probe=self._probe_batch, progress=bool(self.verbose),
             )
         except FreezeError as error:
             self.freeze_error = error

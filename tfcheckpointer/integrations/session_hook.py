@@ -97,6 +97,7 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
             )
         self.checkpoint_config = checkpoint
         self.freeze_config = freeze
+        self.verbose = verbose
         self.manager = CheckpointManager(
             checkpoint, announce=print if verbose else None,
             owner=f"{type(self).__name__} created at {creation_site()}", listeners=listeners,
@@ -227,11 +228,16 @@ class CheckpointSessionHook(ConfiguredAdapter, tf.compat.v1.train.SessionRunHook
         if self.freeze_config is not None and self.freeze_config.at_train_end:
             from tfcheckpointer.graph.session_freeze import freeze_session
 
+            progress = None
+            if self.verbose:  # Keras's Progbar: a TF1 program loads Keras only when it asks for it
+                from tfcheckpointer.graph.progress import progress_bar as progress
+
             self.frozen = freeze_session(
                 session,
                 self.freeze_config,
                 description={"step": step, "checkpoint": self.manager.last_checkpoint},
                 probe=self.probe,
+                progress=progress,
             )
             self.manager.listeners.after_freeze(self.frozen.path, self.frozen.sidecar)
 
