@@ -26,6 +26,7 @@ import tensorflow as tf
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.files import atomic_write
 from tfcheckpointer.checkpoint.scores import checkpoint_score
+from tfcheckpointer.checkpoint.storage import files_for
 from tfcheckpointer.config.schema import FreezeConfig
 from tfcheckpointer.errors import CheckpointError, FreezeError, first_line, tensorflow_error_line
 from tfcheckpointer.graph.files import read_graph_def, write_graph_def
@@ -124,7 +125,7 @@ def publish_frozen_graph(
         max_diff = compare_outputs(signature, expected, actual, tolerance)
 
     try:
-        tf.io.gfile.makedirs(os.path.dirname(output) or ".")
+        files_for(output).makedirs(os.path.dirname(output) or ".")
         data = write_graph_def(graph_def, output, check=verify if config.verify else None)
     except (OSError, tf.errors.OpError) as error:
         raise FreezeError(f"Cannot write {output}: {first_line(error)}") from None

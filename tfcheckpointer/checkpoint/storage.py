@@ -1,0 +1,211 @@
+"""The file operations every directory the package writes goes through, for paths and URLs.
+
+`files_for(path)` gives TensorFlow's own file layer (`tf.io.gfile`: local
+paths, `gs://`, `ram://`) or, for every other URL (`s3://`, ...), an
+fsspec filesystem. Both raise `tf.errors.NotFoundError` for a missing file,
+so callers handle one error for either. Credentials and endpoints are the
+backend's own business (boto's `AWS_*` variables and files, fsspec's
+configuration); nothing here takes them.
+
+TensorFlow reads and writes checkpoints and graphs only where its file
+layer reaches, so fsspec URLs are staged: `local_copy` downloads a
+checkpoint into a temporary directory to read it, and `files.publish`
+writes under a local temporary directory, then uploads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import tensorflow as tf
+
+from tfcheckpointer.checkpoint import naming
+from tfcheckpointer.config.urls import uses_fsspec
+
+STAGING_PREFIX = "tfcheckpointer-staging-"
+"""Local temporary directories (under `$TMPDIR`) that stage what goes to or comes from a URL."""
+
+
+class Files(Protocol):
+    """What the package does to files; `path` is a local path or a URL."""
+
+    def exists(self, path: str) -> bool: ...
+    def isdir(self, path: str) -> bool: ...
+    def listdir(self, path: str) -> list[str]: ...
+    def stat(self, path: str) -> tuple[int, float]: ...
+    def read(self, path: str) -> bytes: ...
+    def write(self, path: str, data: bytes) -> None: ...
+    def upload(self, local: str, path: str) -> None: ...
+    def download(self, path: str, local: str) -> None: ...
+    def rename(self, source: str, target: str) -> None: ...
+    def remove(self, path: str) -> None: ...
+    def rmtree(self, path: str) -> None: ...
+    def makedirs(self, path: str) -> None: ...
+
+
+class TensorFlowFiles:
+    """`tf.io.gfile`. `write` is not atomic; `files.atomic_write` renames into place."""
+
+    def exists(self, path: str) -> bool:
+        return tf.io.gfile.exists(path)
+
+    def isdir(self, path: str) -> bool:
+        return tf.io.gfile.isdir(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
+
+    def stat(self, path: str) -> tuple[int, float]:
+        """The size in bytes and the modification time in seconds."""
+        stat = tf.io.gfile.stat(path)
+        return stat.length, stat.mtime_nsec / 1e9
+
+    def read(self, path: str) -> bytes:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return f.read()
+
+    def write(self, path: str, data: bytes) -> None:
+        with tf.io.gfile.GFile(path, "wb") as f:
+            f.write(data)
+
+    def upload(self, local: str, path: str) -> None:
+        tf.io.gfile.copy(local, path, overwrite=True)
+
+    def download(self, path: str, local: str) -> None:
+        tf.io.gfile.copy(path, local, overwrite=True)
+
+    def rename(self, source: str, target: str) -> None:
+        tf.io.gfile.rename(source, target, overwrite=True)
+
+    def remove(self, path: str) -> None:
+        tf.io.gfile.remove(path)
+
+    def rmtree(self, path: str) -> None:
+        tf.io.gfile.rmtree(path)
+
+    def makedirs(self, path: str) -> None:
+        tf.io.gfile.makedirs(path)
+
+
+class FsspecFiles:
+    """An fsspec filesystem. Object stores have no directories and no rename: a
+    directory exists while objects are under it, `makedirs` does nothing there,
+    `rename` copies then deletes, and `write` is one PUT, which readers see
+    whole or not at all."""
+
+    def __init__(self, url: str):
+        import fsspec  # only jobs that use such a URL need it (`tfcheckpointer[s3]`)
+
+        # Listings are not cached: another process (a resumed run, a reader) may
+        # have changed the directory since.
+        self.fs: Any = fsspec.core.url_to_fs(url, use_listings_cache=False)[0]
+
+    def exists(self, path: str) -> bool:
+        return bool(self.fs.exists(path))
+
+    def isdir(self, path: str) -> bool:
+        return bool(self.fs.isdir(path))
+
+    def listdir(self, path: str) -> list[str]:
+        with _not_found(path):
+            listing = self.fs.ls(path, detail=False)
+        return [entry.rstrip("/").rsplit("/", 1)[-1] for entry in listing]
+
+    def stat(self, path: str) -> tuple[int, float]:
+        with _not_found(path):
+            info = self.fs.info(path)
+        modified = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
+        if hasattr(modified, "timestamp"):
+            modified = modified.timestamp()
+        return int(info.get("size") or 0), float(modified)
+
+    def read(self, path: str) -> bytes:
+        with _not_found(path):
+            return bytes(self.fs.cat_file(path))
+
+    def write(self, path: str, data: bytes) -> None:
+        self.fs.pipe_file(path, data)
+
+    def upload(self, local: str, path: str) -> None:
+        self.fs.put_file(local, path)
+
+    def download(self, path: str, local: str) -> None:
+        with _not_found(path):
+            self.fs.get_file(path, local)
+
+    def rename(self, source: str, target: str) -> None:
+        with _not_found(source):
+            self.fs.mv(source, target)
+
+    def remove(self, path: str) -> None:
+        with _not_found(path):
+            self.fs.rm_file(path)
+
+    def rmtree(self, path: str) -> None:
+        with _not_found(path):
+            self.fs.rm(path, recursive=True)
+
+    def makedirs(self, path: str) -> None:
+        self.fs.makedirs(path, exist_ok=True)
+
+
+@contextlib.contextmanager
+def _not_found(path: str) -> Iterator[None]:
+    """FileNotFoundError as TensorFlow's NotFoundError, which callers already handle."""
+    try:
+        yield
+    except FileNotFoundError as error:
+        raise tf.errors.NotFoundError(None, None, f"{path}: {error}") from None
+
+
+_TENSORFLOW = TensorFlowFiles()
+
+
+def files_for(path: str) -> Files:
+    """The file layer that reaches `path`."""
+    return FsspecFiles(path) if uses_fsspec(path) else _TENSORFLOW
+
+
+def local_only_note(directory: str) -> str:
+    """The one line saying what a checkpoint directory that is a URL goes without."""
+    return (
+        f"Checkpoint directory {directory} is not on a local disk: it is not locked "
+        "(checkpoint.lock) and its free space is not checked; run one writer per directory."
+    )
+
+
+def staging_directory() -> str:
+    """A new local temporary directory for staging; the caller removes it."""
+    return tempfile.mkdtemp(prefix=STAGING_PREFIX)
+
+
+@contextlib.contextmanager
+def local_copy(prefix: str) -> Iterator[str]:
+    """A prefix TensorFlow can read the checkpoint at `prefix` from.
+
+    `prefix` itself where TensorFlow's file layer reaches it; else its files
+    (data, index, meta) are downloaded into a temporary directory, removed
+    on exit.
+    """
+    if not uses_fsspec(prefix):
+        yield prefix
+        return
+    files = files_for(prefix)
+    directory, name = prefix.rstrip("/").rsplit("/", 1)
+    staging = staging_directory()
+    try:
+        try:
+            listing = files.listdir(directory)
+        except tf.errors.NotFoundError:
+            listing = []
+        for filename in listing:
+            if naming.is_checkpoint_file(filename, name):
+                files.download(f"{directory}/{filename}", os.path.join(staging, filename))
+        yield os.path.join(staging, name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
