@@ -157,3 +157,14 @@ def test_an_export_version_without_its_manifest_is_not_a_version(bucket, tmp_pat
     assert versions.prune_versions(serving, keep=1) == [1]
     assert listing(serving) == ["2/manifest.json", "2/model.pb", "LATEST", "promotions.jsonl"]
     assert [entry["to"] for entry in versions.read_promotions(serving)] == [2]
+
+
+def test_a_run_starts_from_a_checkpoint_in_another_s3_directory(bucket, caplog):
+    source = f"{bucket}/earlier"
+    trained = mlp()
+    fit(trained, CheckpointCallback(source, every_n_steps=8))
+    with caplog.at_level(logging.INFO, logger="tfcheckpointer"):
+        model, _ = resumed(f"{bucket}/new", restore=f"{source}/model.ckpt-8")
+    assert f"Restored checkpoint step=8 path={source}/model.ckpt-8 warm_start=True" in caplog.text
+    for mine, theirs in zip(model.trainable_weights, trained.trainable_weights):
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
