@@ -19,6 +19,7 @@ from tfcheckpointer import CheckpointCallback
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory
 from tfcheckpointer.checkpoint.storage import local_copy
 from tfcheckpointer.cli import main
+from tfcheckpointer.errors import RestoreMismatchError
 from tfcheckpointer.export import versions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -168,3 +169,16 @@ def test_a_run_starts_from_a_checkpoint_in_another_s3_directory(bucket, caplog):
     assert f"Restored checkpoint step=8 path={source}/model.ckpt-8 warm_start=True" in caplog.text
     for mine, theirs in zip(model.trainable_weights, trained.trainable_weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
+def test_a_mismatched_s3_checkpoint_is_named_by_its_url(bucket):
+    import keras
+
+    directory = f"{bucket}/ckpt"
+    fit(mlp(), CheckpointCallback(directory, every_n_steps=8))
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    other.compile("adam", "mse")
+    callback = CheckpointCallback(directory, every_n_steps=8)
+    callback.set_model(other)
+    with pytest.raises(RestoreMismatchError, match=rf"^Checkpoint {directory}/model.ckpt-8 does not match"):
+        callback.on_train_begin()

@@ -152,9 +152,11 @@ def read_step(prefix: str, shapes: Mapping[str, Any] | None = None) -> tuple[int
 
 
 def check_compatible(
-    prefix: str, shapes: Mapping[str, Any], *, optional: set[str]
+    prefix: str, shapes: Mapping[str, Any], *, optional: set[str], name: str | None = None
 ) -> dict[str, list[int]]:
     """Raise `RestoreMismatchError` unless `prefix` holds every key of `shapes`, shaped alike.
+
+    `name` is what the error calls the checkpoint (its URL, when `prefix` is a local copy).
 
     Returns the checkpoint's own `{key: shape}`, read once for the check.
 
@@ -173,7 +175,7 @@ def check_compatible(
     }
     if missing or unexpected or mismatched:
         raise RestoreMismatchError(
-            prefix, missing=missing, unexpected=unexpected, mismatched=mismatched
+            name or prefix, missing=missing, unexpected=unexpected, mismatched=mismatched
         )
     return stored
 

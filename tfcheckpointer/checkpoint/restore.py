@@ -221,7 +221,7 @@ class Restorer:
         else:
             wanted = {k: s for k, s in shapes.items() if not is_optimizer_state(k)}
         optional = {k for k in wanted if is_optimizer_key(k)}
-        present = check_compatible(prefix, wanted, optional=optional)
+        present = check_compatible(prefix, wanted, optional=optional, name=source)
         step, _ = read_step(prefix, present)
         if step is None:
             raise CheckpointError(f"Checkpoint {prefix} has no {naming.GLOBAL_STEP_KEY}.")
