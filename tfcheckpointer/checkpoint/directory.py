@@ -78,15 +78,16 @@ class CheckpointDirectory:
     def list_checkpoints(self) -> list[CheckpointInfo]:
         """The complete checkpoints of this basename on disk, oldest step first."""
         basename = self._require_basename()
-        # One listing and one stat per file: directories that keep every checkpoint get long.
+        # One listing and one stat per file (an object store's listing has them all): directories
+        # that keep every checkpoint get long.
         sizes: dict[int, int] = collections.defaultdict(int)
         written: dict[int, float] = {}
-        for filename in self._listdir():
-            match = naming.checkpoint_file_step(filename, basename)
-            if match is None:
-                continue
-            step, is_index = match
-            length, modified = self.files.stat(f"{self.directory}/{filename}")
+        ours = {
+            name: match for name in self._listdir()
+            if (match := naming.checkpoint_file_step(name, basename)) is not None
+        }
+        for filename, (length, modified) in self.files.stat_many(self.directory, list(ours)).items():
+            step, is_index = ours[filename]
             sizes[step] += length
             if is_index:
                 written[step] = modified

@@ -38,6 +38,7 @@ class Files(Protocol):
     def isdir(self, path: str) -> bool: ...
     def listdir(self, path: str) -> list[str]: ...
     def stat(self, path: str) -> tuple[int, float]: ...
+    def stat_many(self, path: str, names: list[str]) -> dict[str, tuple[int, float]]: ...
     def read(self, path: str) -> bytes: ...
     def write(self, path: str, data: bytes) -> None: ...
     def upload(self, local: str, path: str) -> None: ...
@@ -64,6 +65,10 @@ class TensorFlowFiles:
         """The size in bytes and the modification time in seconds."""
         stat = tf.io.gfile.stat(path)
         return stat.length, stat.mtime_nsec / 1e9
+
+    def stat_many(self, path: str, names: list[str]) -> dict[str, tuple[int, float]]:
+        """`stat` of each of `names` in the directory `path`."""
+        return {name: self.stat(f"{path}/{name}") for name in names}
 
     def read(self, path: str) -> bytes:
         with tf.io.gfile.GFile(path, "rb") as f:
@@ -118,11 +123,14 @@ class FsspecFiles:
 
     def stat(self, path: str) -> tuple[int, float]:
         with _not_found(path):
-            info = self.fs.info(path)
-        modified = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
-        if hasattr(modified, "timestamp"):
-            modified = modified.timestamp()
-        return int(info.get("size") or 0), float(modified)
+            return _size_and_time(self.fs.info(path))
+
+    def stat_many(self, path: str, names: list[str]) -> dict[str, tuple[int, float]]:
+        """`stat` of each of `names` in the directory `path`, from one listing (one request)."""
+        with _not_found(path):
+            listing = self.fs.ls(path, detail=True)
+        found = {entry["name"].rstrip("/").rsplit("/", 1)[-1]: entry for entry in listing}
+        return {name: _size_and_time(found[name]) for name in names if name in found}
 
     def read(self, path: str) -> bytes:
         with _not_found(path):
@@ -152,6 +160,14 @@ class FsspecFiles:
 
     def makedirs(self, path: str) -> None:
         self.fs.makedirs(path, exist_ok=True)
+
+
+def _size_and_time(info: dict[str, Any]) -> tuple[int, float]:
+    """The size and modification time in an fsspec `info` (each backend names the time its way)."""
+    modified = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
+    if hasattr(modified, "timestamp"):
+        modified = modified.timestamp()
+    return int(info.get("size") or 0), float(modified)
 
 
 @contextlib.contextmanager
