@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 import fsspec
 import numpy as np
@@ -17,7 +19,7 @@ import tensorflow as tf
 from tests.helpers import fit, mlp, rows, run_in_tf1_session
 from tfcheckpointer import CheckpointCallback
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory
-from tfcheckpointer.checkpoint.storage import local_copy
+from tfcheckpointer.checkpoint.storage import STAGING_PREFIX, local_copy
 from tfcheckpointer.cli import main
 from tfcheckpointer.errors import RestoreMismatchError
 from tfcheckpointer.export import versions
@@ -32,11 +34,24 @@ def listing(url: str) -> list[str]:
     return sorted(path[len(base) + 1 :] for path in fs.find(base))
 
 
-def child(directory: str, weights, *options: str) -> subprocess.Popen:
-    """`tests/helpers/s3_child.py` in a fresh process with this test's environment (the server's)."""
+def staging_directories() -> set[str]:
+    """The local staging and download directories there are now."""
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), STAGING_PREFIX + "*")))
+
+
+def child(directory: str, tmp_path, *options: str) -> subprocess.Popen:
+    """`tests/helpers/s3_child.py` in a fresh process with this test's environment (the server's).
+
+    It saves its final weights to `tmp_path/weights.npz` and stages there
+    (`TMPDIR`): a killed child cannot remove its staging directory.
+    """
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.helpers.s3_child", directory, str(weights), *options],
+        [
+            sys.executable, "-m", "tests.helpers.s3_child",
+            directory, str(tmp_path / "weights.npz"), *options,
+        ],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
 
 
@@ -57,7 +72,7 @@ def checkpoint_files(step: int) -> list[str]:
 @pytest.mark.slow
 def test_a_second_process_resumes_from_s3_then_freezes_and_exports(bucket, tmp_path, caplog):
     directory = f"{bucket}/run/ckpt"
-    first = child(directory, tmp_path / "weights.npz", "--every", "4")
+    first = child(directory, tmp_path, "--every", "4")
     output, _ = first.communicate(timeout=120)
     assert first.returncode == 0, output
     assert listing(directory) == ["checkpoint", "graph.pbtxt", *checkpoint_files(4), *checkpoint_files(8)]
@@ -94,7 +109,7 @@ def test_a_second_process_resumes_from_s3_then_freezes_and_exports(bucket, tmp_p
 @pytest.mark.slow
 def test_a_kill_during_upload_leaves_the_newest_complete_checkpoint_resumable(bucket, tmp_path, caplog):
     directory = f"{bucket}/run/ckpt"
-    killed = child(directory, tmp_path / "weights.npz", "--every", "2", "--stall-index-at", "4")
+    killed = child(directory, tmp_path, "--every", "2", "--stall-index-at", "4")
     try:
         for line in killed.stdout:
             if line.strip() == "stalled":
@@ -182,3 +197,17 @@ def test_a_mismatched_s3_checkpoint_is_named_by_its_url(bucket):
     callback.set_model(other)
     with pytest.raises(RestoreMismatchError, match=rf"^Checkpoint {directory}/model.ckpt-8 does not match"):
         callback.on_train_begin()
+
+
+def test_the_tf1_session_hook_saves_to_s3_and_resumes_from_it(bucket):
+    from tests.integrations.test_hook import train
+
+    directory = f"{bucket}/ckpt"
+    before = staging_directories()
+    train(directory, 6, every_n_steps=3)
+    assert listing(directory) == ["checkpoint", "graph.pbtxt", *checkpoint_files(3), *checkpoint_files(6)]
+    train(directory, 9, every_n_steps=3)
+    assert staging_directories() == before  # the staged saves and the restored copy are gone
+    assert CheckpointDirectory(directory, "model.ckpt").latest() == f"{directory}/model.ckpt-9"
+    with local_copy(f"{directory}/model.ckpt-9") as local:
+        assert tf.train.load_checkpoint(local).get_tensor("global_step") == 9

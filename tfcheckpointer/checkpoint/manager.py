@@ -257,6 +257,7 @@ class CheckpointManager:
             self.wait()
         finally:
             self._signals.uninstall()
+            self.restorer.copies.clear()
             if self._lock is not None:
                 self._lock.release(undo=undo)
             key = directory_key(self.config.directory)

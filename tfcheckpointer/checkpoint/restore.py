@@ -22,7 +22,7 @@ from tfcheckpointer.checkpoint.bundle import (
     read_step,
 )
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory, same_directory
-from tfcheckpointer.checkpoint.storage import files_for, local_copy
+from tfcheckpointer.checkpoint.storage import LocalCopies, files_for
 from tfcheckpointer.config.schema import RESTORE_LATEST, RESTORE_NONE
 from tfcheckpointer.errors import CheckpointError, OptimizerMismatchError, RestoreMismatchError
 
@@ -67,6 +67,9 @@ class Restorer:
         self.restore_from = restore
         self.restore_optimizer = restore_optimizer
         self.on_existing = on_existing
+        self.copies = LocalCopies()
+        """Downloaded copies of checkpoints at URLs TensorFlow cannot read; the manager
+        clears them when it closes (a TF1 session restores from one after `restore`)."""
 
     def restore(
         self, variables: Any, *, current_step: int = 0, optimizer_name: str | None = None
@@ -195,11 +198,10 @@ class Restorer:
         optimizer_name: str | None,
     ) -> Restored | None:
         # A checkpoint TensorFlow cannot read where it is (`s3://`) is read from a local copy.
-        with local_copy(prefix) as local:
-            restored = self._restore_local(
-                variables, local, current_step, warm_start=warm_start,
-                optimizer_name=optimizer_name, source=prefix,
-            )
+        restored = self._restore_local(
+            variables, self.copies.fetch(prefix), current_step, warm_start=warm_start,
+            optimizer_name=optimizer_name, source=prefix,
+        )
         return None if restored is None else dataclasses.replace(restored, prefix=prefix)
 
     def _restore_local(

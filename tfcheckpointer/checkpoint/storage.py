@@ -202,26 +202,52 @@ def staging_directory() -> str:
 
 @contextlib.contextmanager
 def local_copy(prefix: str) -> Iterator[str]:
-    """A prefix TensorFlow can read the checkpoint at `prefix` from.
+    """A prefix TensorFlow can read the checkpoint at `prefix` from, for the `with` block.
 
     `prefix` itself where TensorFlow's file layer reaches it; else its files
     (data, index, meta) are downloaded into a temporary directory, removed
     on exit.
     """
-    if not uses_fsspec(prefix):
-        yield prefix
-        return
-    files = files_for(prefix)
-    directory, name = prefix.rstrip("/").rsplit("/", 1)
-    staging = staging_directory()
+    copies = LocalCopies()
     try:
+        yield copies.fetch(prefix)
+    finally:
+        copies.clear()
+
+
+class LocalCopies:
+    """Local copies of checkpoints at URLs TensorFlow cannot read, kept until `clear`.
+
+    A restore can run after the call that chose it has returned (a TF1
+    session's init op restores the checkpoint the hook planned), so the
+    copy lives as long as its owner, the restorer, says.
+    """
+
+    def __init__(self) -> None:
+        self._directory: str | None = None
+
+    def fetch(self, prefix: str) -> str:
+        """A prefix TensorFlow can read the checkpoint at `prefix` from (`prefix` if it can)."""
+        if not uses_fsspec(prefix):
+            return prefix
+        if self._directory is None:
+            self._directory = staging_directory()
+        directory, name = prefix.rstrip("/").rsplit("/", 1)
+        local = os.path.join(self._directory, name)
+        if os.path.exists(local + naming.INDEX_SUFFIX):
+            return local  # fetched already (retention may have deleted the original since)
+        files = files_for(prefix)
         try:
             listing = files.listdir(directory)
         except tf.errors.NotFoundError:
             listing = []
-        for filename in listing:
+        # The index last, as everywhere: a copy with an index is a whole one.
+        for filename in sorted(listing, key=lambda f: f.endswith(naming.INDEX_SUFFIX)):
             if naming.is_checkpoint_file(filename, name):
-                files.download(f"{directory}/{filename}", os.path.join(staging, filename))
-        yield os.path.join(staging, name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+                files.download(f"{directory}/{filename}", os.path.join(self._directory, filename))
+        return local
+
+    def clear(self) -> None:
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            self._directory = None
