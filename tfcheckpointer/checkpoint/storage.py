@@ -99,9 +99,9 @@ class TensorFlowFiles:
 
 class FsspecFiles:
     """An fsspec filesystem. Object stores have no directories and no rename: a
-    directory exists while objects are under it, `makedirs` does nothing there,
-    `rename` copies then deletes, and `write` is one PUT, which readers see
-    whole or not at all."""
+    directory exists while objects are under it, `makedirs` creates at most
+    the bucket (s3fs does, where the credentials allow it), `rename` copies
+    then deletes, and `write` is one PUT, which readers see whole or not at all."""
 
     def __init__(self, url: str):
         import fsspec  # only jobs that use such a URL need it (`tfcheckpointer[s3]`)
