@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 
 import fsspec
 import numpy as np
@@ -73,7 +74,11 @@ def checkpoint_files(step: int) -> list[str]:
 def test_a_second_process_resumes_from_s3_then_freezes_and_exports(bucket, tmp_path, caplog):
     directory = f"{bucket}/run/ckpt"
     first = child(directory, tmp_path, "--every", "4")
-    output, _ = first.communicate(timeout=120)
+    try:
+        output, _ = first.communicate(timeout=180)
+    finally:
+        first.kill()
+        first.wait()
     assert first.returncode == 0, output
     assert listing(directory) == ["checkpoint", "graph.pbtxt", *checkpoint_files(4), *checkpoint_files(8)]
 
@@ -110,6 +115,8 @@ def test_a_second_process_resumes_from_s3_then_freezes_and_exports(bucket, tmp_p
 def test_a_kill_during_upload_leaves_the_newest_complete_checkpoint_resumable(bucket, tmp_path, caplog):
     directory = f"{bucket}/run/ckpt"
     killed = child(directory, tmp_path, "--every", "2", "--stall-index-at", "4")
+    watchdog = threading.Timer(180, killed.kill)  # a child that never stalls ends the loop below
+    watchdog.start()
     try:
         for line in killed.stdout:
             if line.strip() == "stalled":
@@ -118,8 +125,10 @@ def test_a_kill_during_upload_leaves_the_newest_complete_checkpoint_resumable(bu
             raise AssertionError("the child ended before uploading the index of step 4")
         killed.send_signal(signal.SIGKILL)
     finally:
+        watchdog.cancel()
         killed.kill()
         killed.wait(timeout=30)
+        killed.stdout.close()
     # Step 4's data and .meta went up, its index did not: the state file still names step 2.
     assert listing(directory) == [
         "checkpoint", "graph.pbtxt", *checkpoint_files(2),
