@@ -209,10 +209,15 @@ def test_a_reader_polling_the_directory_never_sees_a_partial_version(tmp_path):
     def poll() -> None:
         while not done.is_set():
             for version in versions.list_versions(exports):
+                path = os.path.join(exports, str(version))
                 try:
-                    files = set(os.listdir(os.path.join(exports, str(version))))
+                    files = set(os.listdir(path))
                 except FileNotFoundError:
                     continue  # pruned between the listing and the look: gone whole
+                if not os.path.isdir(path):
+                    # Pruned while it was being listed: renamed away, then emptied under the
+                    # reader's open handle. Deletion is not publication; skip it.
+                    continue
                 seen.add(version)
                 if files != VERSION_FILES:
                     partial.append((version, sorted(files)))

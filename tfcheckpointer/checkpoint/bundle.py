@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.files import publish
+from tfcheckpointer.checkpoint.storage import files_for, local_copy
 from tfcheckpointer.checkpoint.tf_utils import op_error_text
 from tfcheckpointer.errors import CheckpointError, RestoreMismatchError, first_line
 
@@ -113,7 +114,8 @@ def write_checkpoint(
             raise ValueError(f"written checkpoint lacks {', '.join(absent)}")
 
     try:
-        tf.io.gfile.makedirs(prefix.rsplit("/", 1)[0] if "/" in prefix else ".")
+        directory = prefix.rsplit("/", 1)[0] if "/" in prefix else "."
+        files_for(directory).makedirs(directory)
         publish(prefix, write, check=check, several_files=True)
     except (tf.errors.OpError, OSError, ValueError) as error:
         raise CheckpointError(
@@ -150,9 +152,11 @@ def read_step(prefix: str, shapes: Mapping[str, Any] | None = None) -> tuple[int
 
 
 def check_compatible(
-    prefix: str, shapes: Mapping[str, Any], *, optional: set[str]
+    prefix: str, shapes: Mapping[str, Any], *, optional: set[str], name: str | None = None
 ) -> dict[str, list[int]]:
     """Raise `RestoreMismatchError` unless `prefix` holds every key of `shapes`, shaped alike.
+
+    `name` is what the error calls the checkpoint (its URL, when `prefix` is a local copy).
 
     Returns the checkpoint's own `{key: shape}`, read once for the check.
 
@@ -171,24 +175,25 @@ def check_compatible(
     }
     if missing or unexpected or mismatched:
         raise RestoreMismatchError(
-            prefix, missing=missing, unexpected=unexpected, mismatched=mismatched
+            name or prefix, missing=missing, unexpected=unexpected, mismatched=mismatched
         )
     return stored
 
 
 def holds_values(prefix: str, values: Mapping[str, Any]) -> bool:
     """Whether the checkpoint at `prefix` holds exactly `values` (`{key: tensor}`), bit for bit."""
-    try:
-        reader = tf.compat.v1.train.NewCheckpointReader(prefix)
-    except Exception:  # the C++ reader maps file damage to many Python types
-        return False
-    for key, value in values.items():
-        if not reader.has_tensor(key):
+    with local_copy(prefix) as local:
+        try:
+            reader = tf.compat.v1.train.NewCheckpointReader(local)
+        except Exception:  # the C++ reader maps file damage to many Python types
             return False
-        stored, now = reader.get_tensor(key), np.asarray(value)
-        if stored.dtype != now.dtype or stored.shape != now.shape or stored.tobytes() != now.tobytes():
-            return False
-    return True
+        for key, value in values.items():
+            if not reader.has_tensor(key):
+                return False
+            stored, now = reader.get_tensor(key), np.asarray(value)
+            if stored.dtype != now.dtype or stored.shape != now.shape or stored.tobytes() != now.tobytes():
+                return False
+        return True
 
 
 def is_optimizer_key(key: str) -> bool:

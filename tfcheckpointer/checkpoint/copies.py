@@ -18,6 +18,7 @@ import tensorflow as tf
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory, is_local
 from tfcheckpointer.checkpoint.policy import CheckpointInfo
+from tfcheckpointer.checkpoint.storage import files_for
 from tfcheckpointer.errors import CheckpointError
 
 # What a hard link cannot cross: another filesystem, or one without links (EPERM on some).
@@ -73,5 +74,5 @@ def _link_or_copy(source: str, target: str) -> bool:
                 raise
         shutil.copyfile(source, target)
         return False
-    tf.io.gfile.copy(source, target)
+    files_for(source).download(source, target)  # from a bucket too (a version is built locally)
     return False

@@ -6,9 +6,10 @@ everything else: the `checkpoint` state file's pick first (when it names one
 of this basename's checkpoints that is on disk), then the others by step,
 newest first. A damaged state file is skipped with a warning, never fatal.
 
-Files go through `tf.io.gfile`, so any filesystem TensorFlow knows (local,
-`ram://`, `gs://`, ...) works. The state file holds paths relative to the
-directory, so a run directory can be moved or copied.
+Files go through `storage.files_for`: any filesystem TensorFlow knows (local,
+`ram://`, `gs://`, ...), and other URLs (`s3://`, ...) through fsspec. The
+state file holds paths relative to the directory, so a run directory can be
+moved or copied.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tensorflow.python.training import checkpoint_state_pb2
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.files import atomic_write
 from tfcheckpointer.checkpoint.policy import CheckpointInfo
+from tfcheckpointer.checkpoint.storage import files_for
 from tfcheckpointer.errors import CheckpointError, first_line
 
 logger = logging.getLogger("tfcheckpointer")
@@ -58,6 +60,7 @@ class CheckpointDirectory:
     def __init__(self, directory: str, basename: str | None = None):
         self.directory = directory.rstrip("/") or "/"
         self.basename = basename
+        self.files = files_for(self.directory)
 
     @property
     def state_path(self) -> str:
@@ -75,18 +78,19 @@ class CheckpointDirectory:
     def list_checkpoints(self) -> list[CheckpointInfo]:
         """The complete checkpoints of this basename on disk, oldest step first."""
         basename = self._require_basename()
-        # One listing and one stat per file: directories that keep every checkpoint get long.
+        # One listing and one stat per file (an object store's listing has them all): directories
+        # that keep every checkpoint get long.
         sizes: dict[int, int] = collections.defaultdict(int)
         written: dict[int, float] = {}
-        for filename in self._listdir():
-            match = naming.checkpoint_file_step(filename, basename)
-            if match is None:
-                continue
-            step, is_index = match
-            stat = tf.io.gfile.stat(f"{self.directory}/{filename}")
-            sizes[step] += stat.length
+        ours = {
+            name: match for name in self._listdir()
+            if (match := naming.checkpoint_file_step(name, basename)) is not None
+        }
+        for filename, (length, modified) in self.files.stat_many(self.directory, list(ours)).items():
+            step, is_index = ours[filename]
+            sizes[step] += length
             if is_index:
-                written[step] = stat.mtime_nsec / 1e9
+                written[step] = modified
         return [CheckpointInfo(step, written[step], sizes[step]) for step in sorted(written)]
 
     def candidates(self) -> list[str]:
@@ -132,8 +136,7 @@ class CheckpointDirectory:
     def read_state(self, *, warn: bool = True) -> checkpoint_state_pb2.CheckpointState | None:
         """The parsed state file; None when there is none, or it is damaged (with a warning)."""
         try:
-            with tf.io.gfile.GFile(self.state_path, "rb") as f:
-                text = f.read().decode("utf-8")
+            text = self.files.read(self.state_path).decode("utf-8")
             state = text_format.Parse(text, checkpoint_state_pb2.CheckpointState())
         except tf.errors.NotFoundError:
             return None
@@ -164,7 +167,7 @@ class CheckpointDirectory:
         """
         if latest is None:
             with contextlib.suppress(tf.errors.NotFoundError):
-                tf.io.gfile.remove(self.state_path)
+                self.files.remove(self.state_path)
             return
         basename = self._require_basename()
         checkpoints = sorted(checkpoints, key=lambda c: (c.step == latest, c.step))
@@ -181,7 +184,7 @@ class CheckpointDirectory:
         names.sort(key=lambda name: not name.endswith(naming.INDEX_SUFFIX))
         for name in names:
             with contextlib.suppress(tf.errors.NotFoundError):
-                tf.io.gfile.remove(f"{self.directory}/{name}")
+                self.files.remove(f"{self.directory}/{name}")
 
     def set_aside(self, prefix: str) -> str:
         """Rename an unreadable checkpoint out of the way; return its new prefix.
@@ -193,7 +196,7 @@ class CheckpointDirectory:
         aside = prefix + naming.CORRUPT_INFIX
         for filename in self.files_of(prefix):
             tail = filename[len(name) :]
-            tf.io.gfile.rename(f"{self.directory}/{filename}", aside + tail, overwrite=True)
+            self.files.rename(f"{self.directory}/{filename}", aside + tail)
         state = self.read_state(warn=False)  # a damaged one was reported when it was passed over
         if state is not None and state.model_checkpoint_path.rsplit("/", 1)[-1] == name:
             kept = self.list_checkpoints()
@@ -208,16 +211,16 @@ class CheckpointDirectory:
         but partial, and the state file last.
         """
         target = f"{self.directory}/{naming.SET_ASIDE_DIRECTORY.format(time=time)}"
-        tf.io.gfile.makedirs(target)
+        self.files.makedirs(target)
         for prefix in self.prefixes():
             names = self.files_of(prefix)
             names.sort(key=lambda name: not name.endswith(naming.INDEX_SUFFIX))
             for name in names:
-                tf.io.gfile.rename(f"{self.directory}/{name}", f"{target}/{name}")
+                self.files.rename(f"{self.directory}/{name}", f"{target}/{name}")
         # The scores (`keep_best`) go with the checkpoints they score.
         for name in (naming.SCORES_FILENAME, naming.STATE_FILENAME):
-            if tf.io.gfile.exists(f"{self.directory}/{name}"):
-                tf.io.gfile.rename(f"{self.directory}/{name}", f"{target}/{name}")
+            if self.files.exists(f"{self.directory}/{name}"):
+                self.files.rename(f"{self.directory}/{name}", f"{target}/{name}")
         return target
 
     def remove_stale_temp_files(self) -> list[str]:
@@ -231,14 +234,30 @@ class CheckpointDirectory:
                 naming.STATE_FILENAME, naming.SCORES_FILENAME, *naming.GRAPH_DEF_FILENAMES.values()
             ]
         }
-        stale = [name for name in self._listdir() if ours.match(name) or name in single]
+        listing = self._listdir()
+        stale = [name for name in listing if ours.match(name) or name in single]
+        stale += self._unindexed(listing)
         for name in stale:
             path = f"{self.directory}/{name}"
-            if tf.io.gfile.isdir(path):
-                tf.io.gfile.rmtree(path)
+            if self.files.isdir(path):
+                self.files.rmtree(path)
             else:
-                tf.io.gfile.remove(path)
+                self.files.remove(path)
         return stale
+
+    def _unindexed(self, listing: list[str]) -> list[str]:
+        """Data and `.meta` files of a step with no index: an upload to an object store
+        (which has no rename) that was killed before its index went up."""
+        basename = self._require_basename()
+        indexed = {
+            match[0] for name in listing
+            if (match := naming.checkpoint_file_step(name, basename)) is not None and match[1]
+        }
+        return [
+            name for name in listing
+            if (match := naming.checkpoint_file_step(name, basename)) is not None
+            and match[0] not in indexed
+        ]
 
     def check_free_space(self, nbytes: int) -> None:
         """Fail early when a local disk cannot hold `nbytes` more."""
@@ -256,9 +275,9 @@ class CheckpointDirectory:
     # --- Helpers ---------------------------------------------------------------------
 
     def _listdir(self) -> list[str]:
-        if not tf.io.gfile.isdir(self.directory):
+        if not self.files.isdir(self.directory):
             return []
-        return [name.rstrip("/") for name in tf.io.gfile.listdir(self.directory)]
+        return self.files.listdir(self.directory)
 
     def _require_basename(self) -> str:
         if self.basename is None:

@@ -28,6 +28,7 @@ from tfcheckpointer.checkpoint.restore import Restored, Restorer, StartOver
 from tfcheckpointer.checkpoint.saver import CheckpointSaver
 from tfcheckpointer.checkpoint.scores import record_epoch
 from tfcheckpointer.checkpoint.signals import SignalCatcher
+from tfcheckpointer.checkpoint.storage import local_only_note
 from tfcheckpointer.checkpoint.tf_utils import op_error_text
 from tfcheckpointer.checkpoint.variables import EagerVariables, SessionVariables
 from tfcheckpointer.config.schema import CheckpointConfig
@@ -90,6 +91,8 @@ class CheckpointManager:
         self._variables: Any = None
         self._background = BackgroundWriter() if config.async_save else None
         self._lock = DirectoryLock(config.directory) if config.lock and is_local(config.directory) else None
+        if not is_local(config.directory):
+            logger.info(local_only_note(config.directory))
         self._signals = SignalCatcher(config.save_on_signals)
         self.last_save = LastSave(step=0, time=clock())
         self.last_published_step = 0
@@ -254,6 +257,7 @@ class CheckpointManager:
             self.wait()
         finally:
             self._signals.uninstall()
+            self.restorer.copies.clear()
             if self._lock is not None:
                 self._lock.release(undo=undo)
             key = directory_key(self.config.directory)
@@ -307,11 +311,10 @@ class CheckpointManager:
         """
         path = f"{self.directory.directory}/{name}"
         try:
-            if tf.io.gfile.exists(path):
-                with tf.io.gfile.GFile(path, "rb") as f:
-                    if f.read() == data:
-                        return
-            tf.io.gfile.makedirs(self.directory.directory)
+            files = self.directory.files
+            if files.exists(path) and files.read(path) == data:
+                return
+            files.makedirs(self.directory.directory)
             atomic_write(path, data)
         except (tf.errors.OpError, OSError) as error:
             self._failed(CheckpointError(f"Cannot write {path}: {op_error_text(error)}"))

@@ -16,8 +16,6 @@ import logging
 import os
 from typing import Any
 
-import tensorflow as tf
-
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.bundle import (
     check_compatible,
@@ -26,6 +24,7 @@ from tfcheckpointer.checkpoint.bundle import (
     read_step,
 )
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory, same_directory
+from tfcheckpointer.checkpoint.storage import LocalCopies, files_for
 from tfcheckpointer.config.schema import RESTORE_LATEST, RESTORE_NONE
 from tfcheckpointer.errors import CheckpointError, OptimizerMismatchError, RestoreMismatchError
 
@@ -86,6 +85,9 @@ class Restorer:
         self.on_existing = on_existing
         self.set_aside_to: str | None = None
         """Where the last `restore` moved the directory's checkpoints, if it did."""
+        self.copies = LocalCopies()
+        """Downloaded copies of checkpoints at URLs TensorFlow cannot read; the manager
+        clears them when it closes (a TF1 session restores from one after `restore`)."""
 
     def restore(
         self,
@@ -208,14 +210,15 @@ class Restorer:
         own = self.directory.candidates()
         if restore == RESTORE_LATEST:
             return own, False, False
-        source = restore if tf.io.gfile.isdir(restore) else os.path.dirname(restore)
+        files = files_for(restore)
+        source = restore if files.isdir(restore) else os.path.dirname(restore)
         if own and not same_directory(source, self.directory.directory):
             logger.info(
                 "checkpoint.restore names %s, but %s holds this run's own checkpoints; "
                 "resuming from those.", restore, self.directory.directory,
             )
             return own, False, False
-        if tf.io.gfile.isdir(restore):
+        if files.isdir(restore):
             found = CheckpointDirectory(restore, self.directory.basename).candidates()
             if not found:
                 raise CheckpointError(
@@ -223,7 +226,7 @@ class Restorer:
                     f"in directory {restore}."
                 )
             return found, True, not same_directory(restore, self.directory.directory)
-        if not tf.io.gfile.exists(restore + naming.INDEX_SUFFIX):
+        if not files.exists(restore + naming.INDEX_SUFFIX):
             raise CheckpointError(
                 f"checkpoint.restore: no checkpoint at {restore} "
                 f"({restore}{naming.INDEX_SUFFIX} does not exist). HINT: give a prefix such as "
@@ -241,6 +244,25 @@ class Restorer:
         optimizer_name: str | None,
         full_state: bool = False,
     ) -> Restored | None:
+        # A checkpoint TensorFlow cannot read where it is (`s3://`) is read from a local copy.
+        restored = self._restore_local(
+            variables, self.copies.fetch(prefix), current_step, warm_start=warm_start,
+            optimizer_name=optimizer_name, source=prefix, full_state=full_state,
+        )
+        return None if restored is None else dataclasses.replace(restored, prefix=prefix)
+
+    def _restore_local(
+        self,
+        variables: Any,
+        prefix: str,
+        current_step: int,
+        *,
+        warm_start: bool,
+        optimizer_name: str | None,
+        source: str,
+        full_state: bool = False,
+    ) -> Restored | None:
+        """Restore from `prefix`, a local copy of the checkpoint at `source` (or `source` itself)."""
         shapes = variables.shapes()
         with_optimizer = not warm_start or self.restore_optimizer or full_state
         if with_optimizer:
@@ -249,23 +271,23 @@ class Restorer:
         else:
             wanted = {k: s for k, s in shapes.items() if not is_optimizer_state(k)}
         optional = {k for k in wanted if is_optimizer_key(k)}
-        present = check_compatible(prefix, wanted, optional=optional)
+        present = check_compatible(prefix, wanted, optional=optional, name=source)
         step, _ = read_step(prefix, present)
         if step is None:
             raise CheckpointError(f"Checkpoint {prefix} has no {naming.GLOBAL_STEP_KEY}.")
         if not warm_start and 0 < step <= current_step:
-            logger.info("Model is at step %d, past %s; not restoring.", current_step, prefix)
+            logger.info("Model is at step %d, past %s; not restoring.", current_step, source)
             return None
         if with_optimizer and optional:
             model_keys = [k for k in shapes if not is_optimizer_state(k)]
             stored_slots, our_slots = _slot_names(present, model_keys), _slot_names(shapes, model_keys)
             if not any(is_optimizer_key(k) for k in present):
                 logger.warning(
-                    "Checkpoint %s has no optimizer state; the optimizer starts fresh.", prefix
+                    "Checkpoint %s has no optimizer state; the optimizer starts fresh.", source
                 )
             elif stored_slots and our_slots and stored_slots != our_slots:
                 raise OptimizerMismatchError(
-                    prefix,
+                    source,
                     stored=sorted(stored_slots),
                     model=sorted(our_slots),
                     optimizer_name=optimizer_name,
@@ -274,7 +296,7 @@ class Restorer:
         variables.restore(prefix, [k for k in wanted if k in present])
         logger.info(
             "Restored checkpoint step=%d path=%s warm_start=%s optimizer=%s",
-            step, prefix, warm_start, with_optimizer,
+            step, source, warm_start, with_optimizer,
         )
         return Restored(
             step if with_optimizer else current_step, prefix,

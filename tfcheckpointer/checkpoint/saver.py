@@ -103,7 +103,7 @@ class CheckpointSaver:
         prefix = self.directory.prefix(step)
         try:
             # The usual case, a new step, costs one existence check, not a listing.
-            if not tf.io.gfile.exists(prefix + naming.INDEX_SUFFIX):
+            if not self.directory.files.exists(prefix + naming.INDEX_SUFFIX):
                 return
             logger.warning("Replacing the checkpoint %s that was already on disk.", prefix)
             others = [c for c in self.directory.list_checkpoints() if c.step != step]

@@ -29,6 +29,7 @@ from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory
 from tfcheckpointer.checkpoint.files import atomic_write
 from tfcheckpointer.checkpoint.policy import BestK, CheckpointInfo
+from tfcheckpointer.checkpoint.storage import files_for
 from tfcheckpointer.config.schema import KeepBestConfig
 from tfcheckpointer.errors import first_line
 
@@ -69,8 +70,7 @@ def read_scores(directory: str) -> Scores:
     """The scores recorded in `directory`; empty when there are none or the file is damaged."""
     path = scores_path(directory)
     try:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            data = json.loads(f.read().decode("utf-8"))
+        data = json.loads(files_for(path).read(path).decode("utf-8"))
         return Scores(
             monitor=data.get("monitor"),
             mode=data.get("mode"),

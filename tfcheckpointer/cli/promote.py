@@ -12,6 +12,7 @@ import os
 
 from tfcheckpointer.cli.common import add_set_option, load_job
 from tfcheckpointer.cli.startup import import_tensorflow
+from tfcheckpointer.config.urls import is_url
 from tfcheckpointer.errors import ConfigError, ExportError
 
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
 def export_directory(args: argparse.Namespace) -> str:
     """The export directory TARGET names: itself, or the job file's `export.directory`."""
-    if os.path.isdir(args.config):
+    if os.path.isdir(args.config) or is_url(args.config):
         return args.config
     config = load_job(args)
     if config.export is None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfcheckpointer.config import urls
 from tfcheckpointer.config.schema import RESTORE_LATEST, RESTORE_NONE
 from tfcheckpointer.errors import ConfigError
 
@@ -161,7 +162,13 @@ def path_value(context: Context, key: str, value: Any) -> str:
             )
         return os.environ[name]
 
-    return os.path.expanduser(_ENV_REFERENCE.sub(substitute, value))
+    path = os.path.expanduser(_ENV_REFERENCE.sub(substitute, value))
+    # Checked here, before anything is written: a URL nothing here can reach.
+    problem = urls.backend_problem(path)
+    if problem is not None:
+        reason, hint = problem
+        raise context.error(key, f"cannot use {path!r}: {reason}", hint=hint)
+    return path
 
 
 def local_path(context: Context, key: str, value: Any) -> str:

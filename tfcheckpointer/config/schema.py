@@ -150,8 +150,10 @@ class JobConfig:
 
 
 def run_directory_of(config: JobConfig) -> str:
-    """`run_directory:`, else the parent of `checkpoint.directory` (`.` for a bare `ckpt`)."""
+    """`run_directory:`, else the parent of `checkpoint.directory` (`.` for a bare `ckpt` or a URL)."""
     if config.run_directory is not None:
         return config.run_directory
+    if "://" in config.checkpoint.directory:
+        return "."  # the history is appended to, which object stores cannot do
     return config.checkpoint.directory.rstrip("/").rpartition("/")[0] or "."
 

@@ -14,6 +14,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfcheckpointer.checkpoint.copies import copy_checkpoint
+from tfcheckpointer.checkpoint.storage import files_for
 from tfcheckpointer.config.schema import ExportConfig, JobConfig
 from tfcheckpointer.errors import CheckpointError, ExportError, first_line
 from tfcheckpointer.export import versions
@@ -75,8 +76,7 @@ def export_version(
             LATEST is untouched), or LATEST could not be moved.
     """
     try:
-        with open(frozen.sidecar) as f:
-            sidecar = json.load(f)
+        sidecar = json.loads(files_for(frozen.sidecar).read(frozen.sidecar))
         graph_def = read_graph_def(frozen.path)
     except (OSError, ValueError, tf.errors.OpError) as error:
         raise ExportError(f"Cannot read the frozen graph {frozen.path}: {first_line(error)}") from None

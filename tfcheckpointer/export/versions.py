@@ -7,8 +7,9 @@
 A version is built under `.<n>.tmp-<pid>` and renamed to `<n>` in one
 `os.rename`, so a reader polling the directory sees a whole version or none;
 a pruned version is renamed away the same way before it is deleted. Directory
-renames are atomic on local filesystems (and NFS); object stores such as GCS
-have no atomic directory rename, so the export directory must be local.
+renames are atomic on local filesystems (and NFS); object stores (`s3://`,
+`gs://`) have none, so a directory that is a URL commits each version by
+uploading its `manifest.json` last instead (`object_versions`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import shutil
 from collections.abc import Callable, Iterable
 
 from tfcheckpointer.checkpoint.files import atomic_write
+from tfcheckpointer.config.urls import is_url
 from tfcheckpointer.errors import ExportError
+from tfcheckpointer.export import object_versions
 
 LATEST_FILENAME = "LATEST"
 PROMOTION_LOG_FILENAME = "promotions.jsonl"
@@ -34,6 +37,8 @@ _TEMPORARY = re.compile(r"\.(\d+)\.tmp-(\d+)")
 
 def list_versions(directory: str) -> list[int]:
     """The published version numbers in `directory`, ascending; [] if it does not exist."""
+    if is_url(directory):
+        return object_versions.list_versions(directory, MANIFEST_FILENAME)
     try:
         names = os.listdir(directory)
     except FileNotFoundError:
@@ -58,6 +63,9 @@ def publish_version(directory: str, build: Callable[[str, int], object]) -> tupl
     Returns:
         The new version's number and path.
     """
+    if is_url(directory):
+        version = next_version(directory)
+        return version, object_versions.publish_version(directory, version, build, MANIFEST_FILENAME)
     os.makedirs(directory, exist_ok=True)
     remove_stale_temporaries(directory)
     version = next_version(directory)
@@ -86,11 +94,17 @@ def remove_stale_temporaries(directory: str) -> None:
 def read_latest(directory: str) -> int | None:
     """The promoted version, or None when nothing was promoted yet."""
     path = os.path.join(directory, LATEST_FILENAME)
-    try:
-        with open(path) as f:
-            text = f.read().strip()
-    except FileNotFoundError:
+    if is_url(directory):
+        text = object_versions.read_text(path)
+    else:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except FileNotFoundError:
+            text = None
+    if text is None:
         return None
+    text = text.strip()
     if not _VERSION.fullmatch(text):
         raise ExportError(f"{path} holds {text!r}, not a version number. HINT: "
                           "set it with `tfcheckpointer promote DIRECTORY --version N`.")
@@ -113,23 +127,32 @@ def move_latest(directory: str, version: int, *, by: str, reason: str) -> None:
         "by": by,
         "reason": reason,
     }
+    line = json.dumps(entry) + "\n"
+    if is_url(directory):
+        object_versions.append_line(os.path.join(directory, PROMOTION_LOG_FILENAME), line)
+        return
     # One write of one line with O_APPEND: concurrent appenders cannot interleave within it.
     descriptor = os.open(
         os.path.join(directory, PROMOTION_LOG_FILENAME), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
     )
     try:
-        os.write(descriptor, (json.dumps(entry) + "\n").encode())
+        os.write(descriptor, line.encode())
     finally:
         os.close(descriptor)
 
 
 def read_promotions(directory: str) -> list[dict[str, object]]:
     """Every move of LATEST, oldest first."""
-    try:
-        with open(os.path.join(directory, PROMOTION_LOG_FILENAME)) as f:
-            return [json.loads(line) for line in f if line.strip()]
-    except FileNotFoundError:
-        return []
+    path = os.path.join(directory, PROMOTION_LOG_FILENAME)
+    if is_url(directory):
+        text = object_versions.read_text(path) or ""
+    else:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def versions_to_prune(versions: Iterable[int], keep: int | None, promoted: int | None) -> list[int]:
@@ -144,6 +167,9 @@ def prune_versions(directory: str, keep: int | None) -> list[int]:
     """Delete the versions `versions_to_prune` names; return them."""
     doomed = versions_to_prune(list_versions(directory), keep, read_latest(directory))
     for version in doomed:
+        if is_url(directory):
+            object_versions.remove_version(directory, version, MANIFEST_FILENAME)
+            continue
         # Renamed away first, so that a reader sees the whole version or none of it.
         temporary = _temporary_path(directory, version)
         os.rename(os.path.join(directory, str(version)), temporary)

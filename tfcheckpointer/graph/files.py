@@ -23,6 +23,7 @@ from google.protobuf import message, text_format
 
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.files import atomic_write, publish
+from tfcheckpointer.checkpoint.storage import files_for
 from tfcheckpointer.errors import CheckpointError, FreezeError, first_line
 from tfcheckpointer.graph.nodes import node_of, variable_nodes
 from tfcheckpointer.graph.stream import Progress, StreamedGraph, write_stream
@@ -205,9 +206,8 @@ def _sniff_meta_graph(data: bytes) -> bool:
 
 def read_bytes(path: str) -> bytes:
     try:
-        with tf.io.gfile.GFile(path, "rb") as f:
-            return f.read()
-    except tf.errors.OpError as error:
+        return files_for(path).read(path)
+    except (tf.errors.OpError, OSError) as error:
         raise CheckpointError(f"Cannot read {path}: {first_line(error)}") from None
 
 

@@ -26,6 +26,7 @@ import tensorflow as tf
 from tfcheckpointer.checkpoint import naming
 from tfcheckpointer.checkpoint.files import atomic_write
 from tfcheckpointer.checkpoint.scores import checkpoint_score
+from tfcheckpointer.checkpoint.storage import files_for
 from tfcheckpointer.config.schema import FreezeConfig
 from tfcheckpointer.errors import CheckpointError, FreezeError, first_line, tensorflow_error_line
 from tfcheckpointer.graph.files import read_graph_def, write_streamed_graph
@@ -155,7 +156,7 @@ def publish_frozen_graph(
 
     started = time.perf_counter()
     try:
-        tf.io.gfile.makedirs(os.path.dirname(output) or ".")
+        files_for(output).makedirs(os.path.dirname(output) or ".")
         sha256, written = write_streamed_graph(
             streamed, output, check=verify if config.verify else None,
             progress=progress(size) if progress else None,
