@@ -156,6 +156,19 @@ def test_the_chiefs_frozen_graph_equals_a_single_worker_freeze_of_its_checkpoint
     )
 
 
+def test_a_custom_loop_writes_nothing_from_the_other_worker_and_resumes(tmp_path):
+    first = run(tmp_path, "loop", tmp_path, "--per-worker")
+    assert [first.output(i).splitlines()[-1] for i in (0, 1)] == ["done 8", "done 8"]
+    assert {p.name for p in (tmp_path / "worker0").iterdir()} == CHIEF_FILES
+    assert not (tmp_path / "worker1").exists()
+
+    second = run(tmp_path, "loop", tmp_path, "--per-worker")
+    for index in (0, 1):
+        lines = second.output(index).splitlines()
+        assert "started_from 8" in lines and lines[-1] == "done 16"
+    assert not (tmp_path / "worker1").exists()
+
+
 def test_sigterm_to_one_worker_leaves_a_checkpoint_both_resume_from(tmp_path):
     directory = tmp_path / "ckpt"
     # Also saves every 0.3 s: on the chief's clock, agreed by both, never a hang.
