@@ -69,8 +69,8 @@ class Cluster:
                 tf.distribute.ReduceOp.SUM, values
             )
 
-        # "Using CollectiveAllReduceStrategy eagerly has significant overhead": it is one small
-        # tensor per step, and tracing a function per call would cost more.
+        # "Using CollectiveAllReduceStrategy eagerly has significant overhead": a tf.function
+        # around `run` would be cheaper but fails here ("destinations can not be empty").
         with quiet_tensorflow():
             per_replica = self.strategy.experimental_distribute_values_from_function(local_values)
             result = self.strategy.run(all_reduce, args=(per_replica,))

@@ -187,9 +187,9 @@ class CheckpointManager:
         falls due on the chief's clock alone cannot make the workers part ways.
         """
         due = self.save_policy.should_save(step, self._clock(), self.last_save)
-        if self.cluster is None:
-            return due
         signals = self._signals.signals
+        if self.cluster is None or (not signals and self.config.every_n_seconds is None):
+            return due  # steps alone: every worker computes the same answer
         agreed = self.cluster.agree(
             [int(due and self.cluster.is_chief), *(int(self._signals.received == s) for s in signals)]
         )
