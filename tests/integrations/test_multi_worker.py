@@ -1,4 +1,4 @@
-"""Two real MultiWorkerMirroredStrategy workers on 127.0.0.1 (`tests/helpers/multi_worker_child.py`).
+"""Real multi-device jobs: two MultiWorkerMirroredStrategy workers on 127.0.0.1, and MirroredStrategy.
 
 Each test starts both workers on free ports, bounds them in time and always
 reaps them. `fit` is a tf_keras model in `model.fit` (Keras 3's `fit` cannot
@@ -186,3 +186,18 @@ def test_sigterm_to_one_worker_leaves_a_checkpoint_both_resume_from(tmp_path):
     for index in (0, 1):
         lines = resumed.output(index).splitlines()
         assert f"started_from {saved}" in lines and lines[-1] == f"done {saved + 4}"
+
+
+def test_mirrored_strategy_on_two_devices_resumes_with_a_meta(tmp_path):
+    """One worker, two replicas: the Saver refuses MirroredVariables, so the restore assigns."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TF_CONFIG", None)
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-m", "tests.helpers.mirrored_child", str(tmp_path)], cwd=ROOT,
+            env=env, check=True, timeout=TIMEOUT, capture_output=True, text=True,
+        ).stdout.splitlines()
+        for _ in range(2)
+    ]
+    assert outputs == [["started_from 0", "done 4"], ["started_from 4", "done 8"]]
+    assert (tmp_path / "model.ckpt-8.meta").exists()
