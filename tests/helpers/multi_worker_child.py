@@ -1,7 +1,7 @@
 """One worker of a 2-worker MultiWorkerMirroredStrategy job on 127.0.0.1, for the multi-worker tests.
 
     python -m tests.helpers.multi_worker_child fit|loop INDEX PORT,PORT DIRECTORY
-        [--epochs N] [--sleep SECONDS] [--every-seconds SECONDS] [--per-worker]
+        [--epochs N] [--sleep SECONDS] [--every-seconds SECONDS] [--restore WHAT] [--per-worker]
 
 `fit` trains a tf_keras model with `model.fit` and `CheckpointCallback`; `loop`
 trains a Keras 3 model in a custom loop with `Checkpointer`. Both save every 4
@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--every-seconds", type=float, default=None)
+    parser.add_argument("--restore", default="latest")
     parser.add_argument("--per-worker", action="store_true")
     args = parser.parse_args()
     workers = [f"127.0.0.1:{port}" for port in args.ports.split(",")]
@@ -48,7 +49,8 @@ def main() -> None:
     logging.basicConfig(stream=sys.stdout, format="%(levelname)s %(message)s")
     directory = f"{args.directory}/worker{args.index}" if args.per_worker else args.directory
     options = dict(
-        directory=directory, every_n_steps=4, every_n_seconds=args.every_seconds, verbose=1,
+        directory=directory, every_n_steps=4, every_n_seconds=args.every_seconds,
+        restore=args.restore, verbose=1,
         freeze={"output": f"{directory}/frozen.pb", "input_names": ["inputs/X"],
                 "output_names": ["output/predict"]},
     )

@@ -138,6 +138,16 @@ def test_a_restart_of_both_workers_resumes_at_the_saved_step(fitted, tmp_path):
     assert steps_on_disk(directory)[-2:] == [12, 16]
 
 
+def test_a_restore_the_chief_refuses_stops_both_workers(fitted, tmp_path):
+    directory = tmp_path / "ckpt"
+    shutil.copytree(fitted[1], directory)
+    with job(tmp_path, "fit", directory, "--restore", "none") as refused:
+        assert refused.wait() == [1, 1]
+    assert "checkpoint.restore is none, but" in refused.output(0)
+    assert "The chief refused to restore into" in refused.output(1)
+    assert steps_on_disk(directory) == [4, 8]
+
+
 def test_the_chiefs_frozen_graph_equals_a_single_worker_freeze_of_its_checkpoint(fitted, tmp_path):
     directory = fitted[1]
     # The .meta route, in one plain process: the checkpoint's weights (BatchNormalization's

@@ -8,7 +8,7 @@ the save policy, takes a snapshot, writes it (in the background with
 checkpoint in the directory, including those left by earlier runs.
 
 Given a `Cluster` (a multi-worker strategy), every worker runs a manager and
-calls it at the same steps; only the chief's writes files. The others take
+calls it at the same steps; only the chief's manager writes files. The others take
 part in the collectives (`cluster` module): each save's snapshot, the
 agreement on whether to save (the chief's clock, any worker's signal) and
 the broadcast of the chief's restored values.
@@ -101,10 +101,7 @@ class CheckpointManager:
         self.listeners = Listeners() if listeners is None else listeners
         self._variables: Any = None
         self._background = BackgroundWriter() if config.async_save else None
-        self._lock = (
-            DirectoryLock(config.directory)
-            if config.lock and is_local(config.directory) else None
-        )
+        self._lock = DirectoryLock(config.directory) if config.lock and is_local(config.directory) else None
         self._signals = SignalCatcher(config.save_on_signals)
         self.last_save = LastSave(step=0, time=clock())
         self.last_published_step = 0
