@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time they load l
     from tfcheckpointer.checkpoint.manager import CheckpointManager
     from tfcheckpointer.config.loading import load_config, parse_config
     from tfcheckpointer.graph.keras_freeze import freeze_model
+    from tfcheckpointer.integrations.custom_loop import Checkpointer
     from tfcheckpointer.integrations.keras_callback import CheckpointCallback
     from tfcheckpointer.integrations.session_hook import CheckpointSessionHook
 
@@ -35,6 +36,7 @@ _LAZY = {
     "CheckpointListener": "tfcheckpointer.checkpoint.listeners",
     "CheckpointManager": "tfcheckpointer.checkpoint.manager",
     "CheckpointSessionHook": "tfcheckpointer.integrations.session_hook",
+    "Checkpointer": "tfcheckpointer.integrations.custom_loop",
     "freeze_model": "tfcheckpointer.graph.keras_freeze",
     "load_config": "tfcheckpointer.config.loading",
     "parse_config": "tfcheckpointer.config.loading",

@@ -6,6 +6,12 @@ calls on this object: `start`, `restore`, `on_step`, `on_end` (and
 the save policy, takes a snapshot, writes it (in the background with
 `async`), publishes it atomically, then applies retention to every
 checkpoint in the directory, including those left by earlier runs.
+
+Given a `Cluster` (a multi-worker strategy), every worker runs a manager and
+calls it at the same steps; only the chief's manager writes files. The others take
+part in the collectives (`cluster` module): each save's snapshot, the
+agreement on whether to save (the chief's clock, any worker's signal) and
+the broadcast of the chief's restored values.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from typing import Any
 import tensorflow as tf
 
 from tfcheckpointer.checkpoint.background import BackgroundWriter
-from tfcheckpointer.checkpoint.bundle import SavedCheckpoint, holds_values
+from tfcheckpointer.checkpoint.bundle import SavedCheckpoint, Snapshot, holds_values
+from tfcheckpointer.checkpoint.cluster import Cluster, primary_copies
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory, directory_key, is_local
 from tfcheckpointer.checkpoint.files import atomic_write
 from tfcheckpointer.checkpoint.listeners import Listeners
@@ -35,6 +42,9 @@ from tfcheckpointer.config.schema import CheckpointConfig
 from tfcheckpointer.errors import CheckpointError
 
 logger = logging.getLogger("tfcheckpointer")
+
+# What the end of training saves (`_final_save`), as numbers the workers can agree on.
+_NO_SAVE, _SAVE, _SAVE_IF_CHANGED = 0, 1, 2
 
 # The manager that last started on each directory in this process. One that was
 # started earlier and still steps is a second writer: they would write the same
@@ -66,6 +76,8 @@ class CheckpointManager:
         listeners: Listeners | None = None,
     ):
         self.config = config
+        self.cluster: Cluster | None = None
+        """This worker's part in a multi-worker job, given to `start`; None for a single worker."""
         self.owner = owner
         self._superseded_by: str | None = None
         self.directory = CheckpointDirectory(config.directory, config.basename)
@@ -109,13 +121,16 @@ class CheckpointManager:
         *,
         step: int,
         extra_files: Mapping[str, bytes] | None = None,
+        cluster: Cluster | None = None,
     ) -> None:
         """Lock the directory and bind the variables; call `restore` next.
 
         `variables` maps checkpoint keys to Keras / TF2 variables, or is an
         adapter from `variables`; `step` is the global step they are at now;
         `extra_files` maps suffixes (`.meta`) to bytes written beside every
-        checkpoint (`saver.extra_files`, which may also be set later). Nothing
+        checkpoint (`saver.extra_files`, which may also be set later);
+        `cluster` is this worker's part in a multi-worker job (`cluster_of`
+        the variables' strategy), None for a single worker. Nothing
         in the directory changes here: a crashed run's leftovers are cleared
         once `restore` has accepted the directory.
         """
@@ -127,7 +142,8 @@ class CheckpointManager:
             earlier = self._background.wait()
             if earlier is not None:
                 logger.warning("A background write of an earlier run failed: %s", earlier)
-        if self._lock is not None:
+        self.cluster = cluster
+        if self._lock is not None and self.writes:
             self._lock.acquire()
         key = directory_key(self.config.directory)
         earlier = _WRITERS.get(key)
@@ -143,6 +159,11 @@ class CheckpointManager:
         self._signals.received = None
         self._signals.install()
 
+    @property
+    def writes(self) -> bool:
+        """Whether this manager writes files: False on a worker that is not the chief."""
+        return self.cluster is None or self.cluster.is_chief
+
     def may_save(self, step: int) -> bool:
         """Whether `on_step(step)` would save: a checkpoint is due, or a stop signal came."""
         return self._signals.received is not None or self.save_policy.should_save(
@@ -152,11 +173,32 @@ class CheckpointManager:
     def on_step(self, step: int) -> SavedCheckpoint | None:
         """Save if a checkpoint is due at `step`, or if a stop signal came."""
         self._check_sole_writer()
+        due = self._signalled_or_due(step)
         if self._signals.received is not None:
             self._stop_for_signal(step)
-        if self.save_policy.should_save(step, self._clock(), self.last_save):
+        if due and step > self.last_save.step:
             return self.save(step)
         return None
+
+    def _signalled_or_due(self, step: int) -> bool:
+        """Whether a save is due at `step`; in a cluster, the chief's answer and any worker's signal.
+
+        Every worker calls the collective at every step, so a time trigger that
+        falls due on the chief's clock alone cannot make the workers part ways.
+        """
+        due = self.save_policy.should_save(step, self._clock(), self.last_save)
+        signals = self._signals.signals
+        if self.cluster is None or (not signals and self.config.every_n_seconds is None):
+            return due  # steps alone: every worker computes the same answer
+        agreed = self.cluster.agree(
+            [int(due and self.cluster.is_chief), *(int(self._signals.received == s) for s in signals)]
+        )
+        received = next((s for s, n in zip(signals, agreed[1:]) if n), None)
+        if received is not None and self._signals.received is None:
+            logger.warning("Another worker received %s: every worker saves and stops.", received.name)
+            self._signals.uninstall()
+            self._signals.received = received
+        return bool(agreed[0])
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> None:
         """Record `metrics` as the score of the checkpoints saved since the last epoch end.
@@ -167,7 +209,7 @@ class CheckpointManager:
         by recency only), and the first time this is said in a warning.
         """
         keep_best = self.config.keep_best
-        if keep_best is None:
+        if keep_best is None or not self.writes:
             return
         if keep_best.monitor not in metrics and not self._warned_no_monitor:
             self._warned_no_monitor = True
@@ -208,14 +250,17 @@ class CheckpointManager:
         becomes `last_checkpoint`, or else the step is saved again.
         """
         self._check_sole_writer()
+        if self.cluster is not None:
+            self._signalled_or_due(step)
         if self._signals.received is not None:
             self._stop_for_signal(step)
         saved = None
         try:
             self.wait()
-            if self.config.save_at_train_end and step > self.last_published_step:
+            final = self._final_save(step, bool(must_hold))
+            if final == _SAVE:
                 saved = self.save(step)
-            elif must_hold and self.last_checkpoint is not None:
+            elif final == _SAVE_IF_CHANGED:
                 saved = self._save_if_changed(step, must_hold)
         finally:
             self.close()
@@ -224,8 +269,21 @@ class CheckpointManager:
             self._signals.resume_signal()
         return saved
 
+    def _final_save(self, step: int, must_hold: bool) -> int:
+        """What the end of training saves: the chief's choice in a cluster (a failed save
+        under `on_error: warn` leaves only the chief's `last_published_step` behind)."""
+        if self.config.save_at_train_end and step > self.last_published_step:
+            final = _SAVE
+        elif must_hold and self.last_checkpoint is not None:
+            final = _SAVE_IF_CHANGED
+        else:
+            final = _NO_SAVE
+        return final if self.cluster is None else self.cluster.chief_decides(final)
+
     def _save_if_changed(self, step: int, keys: Collection[str]) -> SavedCheckpoint | None:
         snapshot = self._variables.snapshot()
+        if not self.writes:
+            return None
         now = {k: t for k, t in zip(snapshot.keys, snapshot.tensors) if k in keys}
         kept = [self.last_checkpoint, *self.directory.candidates()]
         for prefix in dict.fromkeys(kept):
@@ -246,7 +304,7 @@ class CheckpointManager:
             "EarlyStopping(restore_best_weights=True)); saving step %d again with the weights "
             "the model holds now.", self.last_checkpoint, step,
         )
-        return self.save(step)
+        return self.save(step, snapshot)
 
     def close(self, *, undo: bool = False) -> None:
         """Wait for the write in flight, then let go of the directory and the signals.
@@ -282,16 +340,21 @@ class CheckpointManager:
 
     # --- Saving -----------------------------------------------------------------
 
-    def save(self, step: int) -> SavedCheckpoint | None:
-        """Checkpoint the variables as they are now.
+    def save(self, step: int, snapshot: Snapshot | None = None) -> SavedCheckpoint | None:
+        """Checkpoint the variables as they are now (or `snapshot`, taken earlier).
 
         Synchronously, return what was written. With `async`, wait for the
         previous write, take the snapshot here and write it in the background
         (returning None); a background failure surfaces on the next save or
-        at the end, under `on_error`.
+        at the end, under `on_error`. In a cluster every worker calls it (the
+        snapshot is a collective); a worker that is not the chief writes nothing.
         """
-        snapshot = self._variables.snapshot()
+        if snapshot is None:
+            snapshot = self._variables.snapshot()
         self.last_save = LastSave(step=step, time=self._clock())
+        if not self.writes:
+            self.last_published_step = step
+            return None
         if self.config.keep_best is not None:
             self._unscored.append(step)
         if self._background is None:
@@ -308,7 +371,10 @@ class CheckpointManager:
         """Atomically write `name` into the checkpoint directory (failures follow `on_error`).
 
         A file already holding `data` (a resumed run's graph) is left alone.
+        A worker that is not the chief writes nothing.
         """
+        if not self.writes:
+            return
         path = f"{self.directory.directory}/{name}"
         try:
             files = self.directory.files
@@ -365,7 +431,56 @@ class CheckpointManager:
         readable where one is required, `restore: none` into a directory of
         another run) closes the manager and leaves the directory as it was:
         the lock file it created is removed, a crashed run's leftovers stay.
+
+        In a cluster only the chief reads its directory; every worker then
+        takes the chief's values (a broadcast), so all resume from one step.
         """
+        if self.cluster is not None:
+            return self._restore_together(current_step, optimizer_name, start_over)
+        return self._restore_files(current_step, optimizer_name, start_over)
+
+    def _restore_together(
+        self, current_step: int, optimizer_name: str | None, start_over: StartOver | None
+    ) -> Restored | None:
+        assert self.cluster is not None
+        restored: Restored | None = None
+        error: BaseException | None = None
+        if self.cluster.is_chief:
+            try:
+                restored = self._restore_files(current_step, optimizer_name, start_over)
+            except BaseException as refused:  # told to the others, then raised here
+                error = refused
+        # 0: refused, 1: nothing restored, 2 + step: restored at step.
+        outcome = self.cluster.chief_decides(
+            0 if error is not None else 1 if restored is None else 2 + restored.step
+        )
+        if error is not None:
+            raise error
+        if outcome == 0:
+            self.close(undo=True)
+            raise CheckpointError(
+                f"The chief refused to restore into {self.config.directory}; this worker "
+                f"({self.cluster.task}) stops with it. HINT: the chief's log says why."
+            )
+        if outcome == 1:
+            return None
+        # Each worker's own copy, not the aggregate: a copy synced on read still holds
+        # this worker's initial value, and the mean over workers would mix it in.
+        with primary_copies():
+            snapshot = self._variables.snapshot()
+        values = self.cluster.broadcast(snapshot.tensors)
+        if restored is not None:
+            return restored
+        step = outcome - 2
+        self._variables.assign(Snapshot(snapshot.keys, values))
+        self.last_save = LastSave(step=step, time=self._clock())
+        self.last_published_step = step
+        self._say(f"Took the chief's restored state (step {step}).")
+        return Restored(step=step, prefix=f"<the chief's checkpoint at step {step}>")
+
+    def _restore_files(
+        self, current_step: int, optimizer_name: str | None, start_over: StartOver | None
+    ) -> Restored | None:
         try:
             restored = self.restorer.restore(
                 self._variables, current_step=current_step, optimizer_name=optimizer_name,

@@ -104,11 +104,25 @@ class EagerVariables:
         return Snapshot(keys, [tf_variable(self.variables[k]).read_value() for k in keys])
 
     def restore(self, prefix: str, keys: Collection[str]) -> None:
+        wanted = {k: tf_variable(self.variables[k]) for k in keys}
         try:
+            if any(isinstance(v, tf.distribute.DistributedValues) for v in wanted.values()):
+                # A Saver refuses `tf.distribute` variables eagerly; an assignment outside a
+                # replica context sets every local copy. (Reading the value back would
+                # aggregate a variable synced on read: a collective only this worker joins.)
+                reader = tf.train.load_checkpoint(prefix)
+                for key in sorted(wanted):
+                    wanted[key].assign(reader.get_tensor(key), read_value=False)
+                return
             with quiet_tensorflow():
-                make_saver({k: self.variables[k] for k in keys}).restore(None, prefix)
+                make_saver(wanted).restore(None, prefix)
         except (tf.errors.OpError, ValueError) as error:
             raise _restore_failed(prefix, error) from None
+
+    def assign(self, snapshot: Snapshot) -> None:
+        """Set the variables to a snapshot's values (another worker's, broadcast)."""
+        for key, tensor in zip(snapshot.keys, snapshot.tensors):
+            tf_variable(self.variables[key]).assign(tensor, read_value=False)
 
 
 class SessionVariables:

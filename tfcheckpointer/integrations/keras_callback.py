@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -10,6 +11,12 @@ from typing import Any
 import keras
 
 from tfcheckpointer.checkpoint import naming
+from tfcheckpointer.checkpoint.cluster import (
+    cluster_of,
+    primary_copies,
+    settle_synced_on_read,
+    tf_config_workers,
+)
 from tfcheckpointer.checkpoint.derived import finalize_derived_state
 from tfcheckpointer.checkpoint.keys import checkpoint_variables, model_variable_keys
 from tfcheckpointer.checkpoint.listeners import Listeners
@@ -43,6 +50,28 @@ def require_tensorflow_backend() -> None:
             f"tfcheckpointer writes TensorFlow checkpoints and graphs, but Keras runs on the "
             f"{backend!r} backend. HINT: set KERAS_BACKEND=tensorflow before importing keras."
         )
+
+
+KERAS_MULTI_WORKER_ISSUE = "https://github.com/keras-team/keras/issues/20585"
+
+
+def refuse_keras_3_multi_worker(environ: Mapping[str, str]) -> None:
+    """Say in one line that Keras 3's `fit` cannot train on several workers, before it fails obscurely.
+
+    Keras 3's `fit` fails under MultiWorkerMirroredStrategy before any callback
+    runs ("Attempt to convert a value (PerReplica...)"), so this is checked when
+    the callback is made: a `TF_CONFIG` of several workers, and no tf_keras.
+    """
+    workers = tf_config_workers(environ)
+    legacy = environ.get("TF_USE_LEGACY_KERAS", "").lower() in ("1", "true")
+    if workers < 2 or legacy or "tf_keras" in sys.modules:
+        return
+    raise BackendError(
+        f"Keras 3's model.fit cannot train with MultiWorkerMirroredStrategy (TF_CONFIG names "
+        f"{workers} workers): upstream keras-team/keras issue 20585 ({KERAS_MULTI_WORKER_ISSUE}). "
+        "HINT: train a tf_keras model (pip install tf_keras; TF_USE_LEGACY_KERAS=1) with this "
+        "callback, or write a custom training loop checkpointed by tfcheckpointer.Checkpointer."
+    )
 
 
 class _TrainEnd(keras.callbacks.Callback):
@@ -139,6 +168,8 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
     """
 
     supports_export = True
+    _for_fit = True
+    """False for the callback a `Checkpointer` drives: custom loops train on several workers in Keras 3."""
 
     def _setup(
         self,
@@ -148,6 +179,8 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         listeners: Listeners,
     ) -> None:
         require_tensorflow_backend()
+        if self._for_fit:
+            refuse_keras_3_multi_worker(os.environ)
         keras.callbacks.Callback.__init__(self)
         self.checkpoint_config = checkpoint
         self.freeze_config = freeze
@@ -174,6 +207,7 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         self._probe_batch: Any = None
         self._runs_last = False
         self._gate: ChampionGate | None = None
+        self._variables: Mapping[str, Any] = {}
 
     @property
     def step(self) -> int:
@@ -215,8 +249,11 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         variables = checkpoint_variables(
             self.model, include_optimizer=self.checkpoint_config.include_optimizer
         )
+        self._variables = variables
+        # Under MultiWorkerMirroredStrategy every worker runs this; only the chief writes.
+        cluster = cluster_of(getattr(self.model, "distribute_strategy", None))
         # `current_step` is 0 for a model built by its first step: that step is not saved yet.
-        self.manager.start(variables, step=current_step)
+        self.manager.start(variables, step=current_step, cluster=cluster)
         if not self._restored_once:
             # A refused restore raises here, before anything is written.
             optimizer_name = type(optimizer).__name__
@@ -263,6 +300,8 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         Traced after the restore: a layer's derived state (Normalization's
         mean) is a constant in the trace, and must be the restored one.
         """
+        if not self.manager.writes:
+            return
         meta = self._meta_graph(variables)
         if meta is None:
             return
@@ -281,9 +320,12 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         if config is None or not config.at_train_end:
             return
         try:
-            check_model_freezable(self.model, config)
-            # Resolved now, so that a bad probe fails before training rather than after it.
-            self._probe_batch = model_probe(self.model, config, self.probe) if config.verify else None
+            with primary_copies():
+                check_model_freezable(self.model, config)
+                # Resolved now, so that a bad probe fails before training rather than after it.
+                self._probe_batch = (
+                    model_probe(self.model, config, self.probe) if config.verify else None
+                )
         except FreezeError as error:
             if config.required:
                 raise FreezeError(
@@ -305,7 +347,8 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
                 freeze.input_names if freeze else None,
                 freeze.output_names if freeze else None,
             )
-            return metagraph.build_meta_graph(self.model, signature, variables)
+            with primary_copies():
+                return metagraph.build_meta_graph(self.model, signature, variables)
         except FreezeError as error:
             logger.warning("Writing checkpoints without a .meta or graph file: %s", error)
             return None
@@ -349,13 +392,19 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         config = self.freeze_config
         if config is None or not config.at_train_end or self._freeze_refused is not None:
             return
+        if self.manager.cluster is not None:
+            # The chief freezes its own copies: give them the values the checkpoint holds.
+            settle_synced_on_read(self._variables)
+        if not self.manager.writes:
+            return
         checkpoint = self.manager.last_checkpoint
         try:
-            self.frozen = freeze_model(
-                self.model, config,
-                step=naming.step_of_prefix(checkpoint) if checkpoint else step,
-                checkpoint=checkpoint, probe=self._probe_batch, progress=bool(self.verbose),
-            )
+            with primary_copies():
+                self.frozen = freeze_model(
+                    self.model, config,
+                    step=naming.step_of_prefix(checkpoint) if checkpoint else step,
+                    checkpoint=checkpoint, probe=self._probe_batch, progress=bool(self.verbose),
+                )
         except FreezeError as error:
             self.freeze_error = error
             error.history = getattr(self.model, "history", None)
