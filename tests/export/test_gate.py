@@ -285,3 +285,14 @@ def test_without_a_gate_nothing_is_evaluated(tmp_path):
     assert callback.exported.manifest["champion"] == {
         "decision": "promoted", "reason": "no promote_if gate configured",
     }
+
+
+def test_a_repeating_validation_dataset_is_scored_on_fit_s_validation_steps(tmp_path, monkeypatch):
+    """Keras's idiom for a validation set that repeats is `validation_steps`; the gate reads as many."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "job.yaml").write_text(JOB)
+    assert main([
+        "train", "job.yaml", "--quiet", "--set", "data.factory=tests.helpers.weekly:load_week_repeating",
+        "--set", "fit.validation_steps=2", "--set", "fit.epochs=1",
+    ]) == 0
+    assert manifest(tmp_path, 1)["evaluation"]["examples"] == 32

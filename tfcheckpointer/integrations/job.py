@@ -36,6 +36,21 @@ DATA_FINGERPRINT_KEY = "fingerprint"
 """A key the data factory's mapping may hold: a string naming the data, for the export manifest."""
 
 
+def _validation_data(data: Any, fit: Mapping[str, Any]) -> Any:
+    """The validation data as the gate scores it: with `fit.validation_steps`, that many batches.
+
+    That is Keras's idiom for a validation dataset that repeats: fit reads
+    `validation_steps` batches of it, and the gate would otherwise refuse
+    it (or, for a repeating generator, read it forever).
+    """
+    import tensorflow as tf
+
+    steps = fit.get("validation_steps")
+    if isinstance(steps, int) and steps > 0 and isinstance(data, tf.data.Dataset):
+        return data.take(steps)
+    return data
+
+
 def _fit_arguments(data: Any, source: str) -> tuple[dict[str, Any], str | None]:
     """`model.fit` keyword arguments from what the data factory returned, and its fingerprint."""
     if isinstance(data, Mapping):
@@ -108,7 +123,7 @@ def run_job(
             hint="call model.compile(...) in the factory",
         )
     data, callback.data_fingerprint = _fit_arguments(load_data(**config.data.kwargs), config.source)
-    callback.validation_data = data.get("validation_data")
+    callback.validation_data = _validation_data(data.get("validation_data"), config.fit)
     if config.freeze is not None and callback.probe is None:
         callback.probe = data_probe(data, config.freeze.verify_batch_size)
     fit_arguments = {"verbose": 2, **config.fit, **data}
