@@ -296,3 +296,19 @@ def test_a_repeating_validation_dataset_is_scored_on_fit_s_validation_steps(tmp_
         "--set", "fit.validation_steps=2", "--set", "fit.epochs=1",
     ]) == 0
     assert manifest(tmp_path, 1)["evaluation"]["examples"] == 32
+
+
+def test_both_models_score_the_same_validation_steps_batches_of_a_reshuffling_dataset(
+    tmp_path, monkeypatch
+):
+    """Two runs that train the same model: on the same rows, the champion ties the challenger."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "job.yaml").write_text(JOB)
+    arguments = [
+        "train", "job.yaml", "--quiet", "--set", "data.factory=tests.helpers.weekly:load_week_repeating",
+        "--set", "data.kwargs.shuffled=true", "--set", "fit.validation_steps=2", "--set", "fit.epochs=1",
+    ]
+    assert main(arguments) == 0
+    assert main(arguments) == 3
+    champion = manifest(tmp_path, 2)["champion"]
+    assert champion["challenger"] == champion["champion"]

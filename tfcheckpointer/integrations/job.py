@@ -36,20 +36,27 @@ DATA_FINGERPRINT_KEY = "fingerprint"
 """A key the data factory's mapping may hold: a string naming the data, for the export manifest."""
 
 
-def _validation_data(data: Any, fit: Mapping[str, Any]) -> Any:
+def _validation_data(data: Any, config: JobConfig) -> Any:
     """The validation data as the gate scores it: with `fit.validation_steps`, that many batches.
 
     That is Keras's idiom for a validation dataset that repeats: fit reads
     `validation_steps` batches of it, and the gate would otherwise refuse
-    it (or, for a repeating generator, read it forever).
+    it (or, for a repeating generator, read it forever). The batches are read
+    once, into arrays: a dataset that shuffles anew on each pass would give
+    the champion and the new model different rows.
     """
+    import keras
+    import numpy as np
     import tensorflow as tf
 
-    steps = fit.get("validation_steps")
-    if isinstance(steps, int) and steps > 0 and isinstance(data, tf.data.Dataset):
-        return data.take(steps)
-    return data
-
+    steps = config.fit.get("validation_steps")
+    gated = config.export is not None and config.export.promote_if is not None
+    if not (gated and isinstance(steps, int) and steps > 0 and isinstance(data, tf.data.Dataset)):
+        return data
+    batches = [tf.nest.map_structure(np.asarray, batch) for batch in data.take(steps)]
+    if not batches:
+        return data.take(steps)  # the gate says it is empty
+    return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *batches)
 
 def _fit_arguments(data: Any, source: str) -> tuple[dict[str, Any], str | None]:
     """`model.fit` keyword arguments from what the data factory returned, and its fingerprint."""
@@ -123,7 +130,7 @@ def run_job(
             hint="call model.compile(...) in the factory",
         )
     data, callback.data_fingerprint = _fit_arguments(load_data(**config.data.kwargs), config.source)
-    callback.validation_data = _validation_data(data.get("validation_data"), config.fit)
+    callback.validation_data = _validation_data(data.get("validation_data"), config)
     if config.freeze is not None and callback.probe is None:
         callback.probe = data_probe(data, config.freeze.verify_batch_size)
     fit_arguments = {"verbose": 2, **config.fit, **data}
