@@ -312,3 +312,13 @@ def test_both_models_score_the_same_validation_steps_batches_of_a_reshuffling_da
     assert main(arguments) == 3
     champion = manifest(tmp_path, 2)["champion"]
     assert champion["challenger"] == champion["champion"]
+
+
+def test_a_latest_that_names_no_version_is_refused_before_training(served, capsys):
+    (served / "serving" / "LATEST").write_text("two\n")
+    before = _tree(served / "serving")
+    assert main(["train", "job.yaml", "--quiet"]) == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert re.search(r"LATEST holds 'two', not a version number\. HINT: set it with", line), line
+    assert _tree(served / "serving") == before
+    assert not (served / "ckpt").exists() or not os.listdir(served / "ckpt")

@@ -21,6 +21,7 @@ import keras
 
 from tfcheckpointer.config.schema import PromoteIfConfig
 from tfcheckpointer.errors import ConfigError, ExportError, first_line
+from tfcheckpointer.export import versions
 from tfcheckpointer.export.champion import Champion, find_champion
 from tfcheckpointer.export.promotion import (
     NO_FIGURE,
@@ -77,7 +78,10 @@ class ChampionGate:
         Raises:
             ConfigError: The model cannot be scored on the validation data, or
                 `promote_if.monitor` is not one of its compiled figures.
+            ExportError: LATEST holds something other than a version number.
         """
+        # Read now, so that a damaged LATEST fails before training rather than after it.
+        versions.read_latest(self.directory)
         if not hasattr(model, "_compile_loss"):
             raise self._error(
                 f"scores with a Keras 3 model's compiled loss and metrics; {type(model).__module__}."
