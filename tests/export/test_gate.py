@@ -322,3 +322,29 @@ def test_a_latest_that_names_no_version_is_refused_before_training(served, capsy
     assert re.search(r"LATEST holds 'two', not a version number\. HINT: set it with", line), line
     assert _tree(served / "serving") == before
     assert not (served / "ckpt").exists() or not os.listdir(served / "ckpt")
+
+
+def test_validation_inputs_the_frozen_graph_would_refuse_are_refused_before_training(tmp_path):
+    """The live model casts float token ids for its int input; the frozen graph is fed them as they are."""
+    import keras
+    import numpy as np
+
+    from tfcheckpointer.errors import ConfigError
+
+    model = keras.Sequential([
+        keras.Input((3,), dtype="int32"), keras.layers.Embedding(5, 2), keras.layers.Flatten(),
+        keras.layers.Dense(2, activation="softmax"),
+    ])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = np.zeros((4, 3), "int32"), np.zeros(4, "int64")
+    callback = CheckpointCallback(
+        str(tmp_path / "ckpt"), every_n_steps=1000, freeze={"output": str(tmp_path / "m.pb")},
+        export={"directory": str(tmp_path / "serving"), "promote_if": {"monitor": "val_loss"}},
+        validation_data=(x.astype("float32"), y),
+    )
+    with pytest.raises(ConfigError, match=(
+        r"export.promote_if: cannot score the model on its validation data: Probe array for input "
+        r"'\w+' \(validation data\) has dtype float32; expected int32"
+    )):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    assert not (tmp_path / "ckpt").exists() or not os.listdir(tmp_path / "ckpt")

@@ -72,8 +72,11 @@ class ChampionGate:
         self.source = source
         self._output_structure: Any = None
 
-    def check(self, model: keras.Model) -> None:
+    def check(self, model: keras.Model, signature: ModelSignature | None = None) -> None:
         """Score the live model on the first validation batch: the data fits, the monitor exists.
+
+        With the train-end frozen graph's `signature`, the batch's inputs are
+        also checked as that graph will be fed them.
 
         Raises:
             ConfigError: The model cannot be scored on the validation data, or
@@ -92,6 +95,9 @@ class ChampionGate:
             raise self._error("the validation data has no batches")
         x, y, sample_weight = batch
         try:
+            if signature is not None:
+                # The live model casts what its graph is fed as is (float ids for an int input).
+                resolve_probe(Probe(x, ORIGIN), signature, batch_size=1, input_keys=input_keys(model))
             y_pred = model(x, training=False)
             scores = score_predictions(model, [(y, y_pred, sample_weight)])
         except Exception as error:  # the user's data, model and losses: say which step failed
