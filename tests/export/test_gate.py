@@ -348,3 +348,31 @@ def test_validation_inputs_the_frozen_graph_would_refuse_are_refused_before_trai
     )):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
     assert not (tmp_path / "ckpt").exists() or not os.listdir(tmp_path / "ckpt")
+
+
+def test_a_champion_scored_on_other_rows_than_the_challenger_is_not_a_same_data_comparison(tmp_path):
+    """A validation dataset that gives fewer rows on a later pass (a one-shot generator) is caught."""
+    import tensorflow as tf
+
+    first = _train(tmp_path, 1, features=4).exported
+    x, y = weekly.load_week(2)["validation_data"]
+    batches = iter([(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)])
+    one_shot = tf.data.Dataset.from_generator(
+        lambda: batches,
+        output_signature=(tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None,), tf.int64)),
+    )
+    data = weekly.load_week(2)
+    callback = CheckpointCallback(
+        str(tmp_path / "ckpt-2"), every_n_steps=1000, freeze={"output": str(tmp_path / "model-2.pb")},
+        export={"directory": str(tmp_path / "serving"), "promote_if": {"monitor": "val_loss"}},
+        validation_data=one_shot,
+    )
+    weekly.build_model().fit(data["x"], data["y"], epochs=1, verbose=0, callbacks=[callback])
+    champion = callback.exported.manifest["champion"]
+    assert champion["comparison"] == "recorded"
+    assert champion["champion"] == first.manifest["evaluation"]["figures"]["loss"]
+    # The new model got what the train-begin check and tf.data's prefetching left.
+    assert re.fullmatch(
+        r"this run's validation data gave it 0 rows and the new model \d+: not the same data",
+        champion["champion_problem"],
+    )

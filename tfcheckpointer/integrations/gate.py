@@ -132,12 +132,14 @@ class ChampionGate:
                 f"{first_line(error)}; no version was published."
             ) from error
         champion = find_champion(self.directory)
-        figure = None if champion is None else self._champion_figure(model, champion, signature)
+        figure = None if champion is None else self._champion_figure(
+            model, champion, signature, challenger.examples
+        )
         decision = decide_promotion(self.config, challenger.figures[name], figure)
         return Judgement(decision, challenger)
 
     def _champion_figure(
-        self, model: keras.Model, champion: Champion, challenger: ModelSignature
+        self, model: keras.Model, champion: Champion, challenger: ModelSignature, examples: int
     ) -> ChampionFigure:
         name = figure_name(self.config.monitor)
         problem = _unfit(champion, challenger)
@@ -145,9 +147,16 @@ class ChampionGate:
             assert champion.graph is not None and champion.signature is not None
             try:
                 scores = self._score(model, champion.graph, champion.signature)
-                return ChampionFigure(champion.version, scores.figures[name], SAME_DATA)
             except Exception as error:  # an old graph on new data: any failure means "does not fit"
                 problem = f"running it on the data failed: {first_line(error)}"
+            else:
+                if scores.examples == examples:
+                    return ChampionFigure(champion.version, scores.figures[name], SAME_DATA)
+                # A dataset that gives other rows on a later pass (a one-shot generator).
+                problem = (
+                    f"this run's validation data gave it {scores.examples} rows and the new "
+                    f"model {examples}: not the same data"
+                )
         recorded = champion.recorded.get(name)
         logger.warning(
             "Champion v%d cannot be evaluated on this run's validation data (%s); %s",
