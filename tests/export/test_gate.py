@@ -376,3 +376,28 @@ def test_a_champion_scored_on_other_rows_than_the_challenger_is_not_a_same_data_
         r"this run's validation data gave it 0 rows and the new model \d+: not the same data",
         champion["champion_problem"],
     )
+
+
+def test_a_new_model_scored_on_no_rows_is_not_published(tmp_path):
+    """A one-shot dataset that the train-begin check used up gives the new model nothing: no figure of 0."""
+    import tensorflow as tf
+
+    from tfcheckpointer.errors import ExportError
+
+    x, y = weekly.load_week(1)["validation_data"]
+    batches = iter([(x, y)])
+    one_shot = tf.data.Dataset.from_generator(
+        lambda: batches,
+        output_signature=(tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None,), tf.int64)),
+    )
+    callback = CheckpointCallback(
+        str(tmp_path / "ckpt"), every_n_steps=1000, freeze={"output": str(tmp_path / "model.pb")},
+        export={"directory": str(tmp_path / "serving"), "promote_if": {"monitor": "val_loss"}},
+        validation_data=one_shot,
+    )
+    with pytest.raises(ExportError, match=(
+        r"Cannot score the new model .*model.pb on this run's validation data: it gave no rows; "
+        r"no version was published"
+    )):
+        weekly.build_model().fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    assert versions.list_versions(str(tmp_path / "serving")) == []

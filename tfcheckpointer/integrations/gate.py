@@ -126,6 +126,9 @@ class ChampionGate:
             with open(frozen.sidecar) as f:
                 signature = ModelSignature.from_dict(json.load(f))
             challenger = self._score(model, frozen.path, signature)
+            if not challenger.examples:
+                # Else its figures are an empty mean's 0: a "perfect" model.
+                raise ValueError("it gave no rows")
         except Exception as error:  # whatever it is, no version may be published unjudged
             raise ExportError(
                 f"Cannot score the new model {frozen.path} on this run's validation data: "
