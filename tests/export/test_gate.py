@@ -401,3 +401,21 @@ def test_a_new_model_scored_on_no_rows_is_not_published(tmp_path):
     )):
         weekly.build_model().fit(x, y, epochs=1, verbose=0, callbacks=[callback])
     assert versions.list_versions(str(tmp_path / "serving")) == []
+
+
+def test_validation_steps_batches_of_different_widths_are_kept_as_they_are():
+    """`padded_batch` gives each batch its own width; the gate reads the same batches on each pass."""
+    import tensorflow as tf
+    import yaml
+
+    from tfcheckpointer.config.loading import parse_config
+    from tfcheckpointer.integrations.job import _validation_data
+    from tfcheckpointer.integrations.validation import as_validation_data
+
+    rows = tf.data.Dataset.range(1, 9).map(lambda n: (tf.range(n), n))
+    dataset = rows.shuffle(8).padded_batch(2).repeat()
+    config = parse_config({**yaml.safe_load(JOB), "fit": {"validation_steps": 3}})
+    data = as_validation_data(_validation_data(dataset, config), source="job.yaml")
+    first, second = list(data.batches()), list(data.batches())
+    assert [x.shape[0] for x, _, _ in first] == [2, 2, 2]
+    assert [x.tolist() for x, _, _ in first] == [x.tolist() for x, _, _ in second]

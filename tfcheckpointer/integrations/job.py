@@ -41,22 +41,18 @@ def _validation_data(data: Any, config: JobConfig) -> Any:
 
     That is Keras's idiom for a validation dataset that repeats: fit reads
     `validation_steps` batches of it, and the gate would otherwise refuse
-    it (or, for a repeating generator, read it forever). The batches are read
-    once, into arrays: a dataset that shuffles anew on each pass would give
-    the champion and the new model different rows.
+    it (or, for a repeating generator, read it forever). They are cached on
+    the first whole read: a dataset that shuffles anew on each pass would
+    otherwise give the champion other rows than the new model.
     """
-    import keras
-    import numpy as np
     import tensorflow as tf
 
     steps = config.fit.get("validation_steps")
     gated = config.export is not None and config.export.promote_if is not None
-    if not (gated and isinstance(steps, int) and steps > 0 and isinstance(data, tf.data.Dataset)):
-        return data
-    batches = [tf.nest.map_structure(np.asarray, batch) for batch in data.take(steps)]
-    if not batches:
-        return data.take(steps)  # the gate says it is empty
-    return keras.tree.map_structure(lambda *parts: np.concatenate(parts), *batches)
+    if gated and isinstance(steps, int) and steps > 0 and isinstance(data, tf.data.Dataset):
+        return data.take(steps).cache()
+    return data
+
 
 def _fit_arguments(data: Any, source: str) -> tuple[dict[str, Any], str | None]:
     """`model.fit` keyword arguments from what the data factory returned, and its fingerprint."""
