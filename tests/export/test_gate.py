@@ -285,3 +285,137 @@ def test_without_a_gate_nothing_is_evaluated(tmp_path):
     assert callback.exported.manifest["champion"] == {
         "decision": "promoted", "reason": "no promote_if gate configured",
     }
+
+
+def test_a_repeating_validation_dataset_is_scored_on_fit_s_validation_steps(tmp_path, monkeypatch):
+    """Keras's idiom for a validation set that repeats is `validation_steps`; the gate reads as many."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "job.yaml").write_text(JOB)
+    assert main([
+        "train", "job.yaml", "--quiet", "--set", "data.factory=tests.helpers.weekly:load_week_repeating",
+        "--set", "fit.validation_steps=2", "--set", "fit.epochs=1",
+    ]) == 0
+    assert manifest(tmp_path, 1)["evaluation"]["examples"] == 32
+
+
+def test_both_models_score_the_same_validation_steps_batches_of_a_reshuffling_dataset(
+    tmp_path, monkeypatch
+):
+    """Two runs that train the same model: on the same rows, the champion ties the challenger."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "job.yaml").write_text(JOB)
+    arguments = [
+        "train", "job.yaml", "--quiet", "--set", "data.factory=tests.helpers.weekly:load_week_repeating",
+        "--set", "data.kwargs.shuffled=true", "--set", "fit.validation_steps=2", "--set", "fit.epochs=1",
+    ]
+    assert main(arguments) == 0
+    assert main(arguments) == 3
+    champion = manifest(tmp_path, 2)["champion"]
+    assert champion["challenger"] == champion["champion"]
+
+
+def test_a_latest_that_names_no_version_is_refused_before_training(served, capsys):
+    (served / "serving" / "LATEST").write_text("two\n")
+    before = _tree(served / "serving")
+    assert main(["train", "job.yaml", "--quiet"]) == 2
+    (line,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert re.search(r"LATEST holds 'two', not a version number\. HINT: set it with", line), line
+    assert _tree(served / "serving") == before
+    assert not (served / "ckpt").exists() or not os.listdir(served / "ckpt")
+
+
+def test_validation_inputs_the_frozen_graph_would_refuse_are_refused_before_training(tmp_path):
+    """The live model casts float token ids for its int input; the frozen graph is fed them as they are."""
+    import keras
+    import numpy as np
+
+    from tfcheckpointer.errors import ConfigError
+
+    model = keras.Sequential([
+        keras.Input((3,), dtype="int32"), keras.layers.Embedding(5, 2), keras.layers.Flatten(),
+        keras.layers.Dense(2, activation="softmax"),
+    ])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    x, y = np.zeros((4, 3), "int32"), np.zeros(4, "int64")
+    callback = CheckpointCallback(
+        str(tmp_path / "ckpt"), every_n_steps=1000, freeze={"output": str(tmp_path / "m.pb")},
+        export={"directory": str(tmp_path / "serving"), "promote_if": {"monitor": "val_loss"}},
+        validation_data=(x.astype("float32"), y),
+    )
+    with pytest.raises(ConfigError, match=(
+        r"export.promote_if: cannot score the model on its validation data: Probe array for input "
+        r"'\w+' \(validation data\) has dtype float32; expected int32"
+    )):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    assert not (tmp_path / "ckpt").exists() or not os.listdir(tmp_path / "ckpt")
+
+
+def test_a_champion_scored_on_other_rows_than_the_challenger_is_not_a_same_data_comparison(tmp_path):
+    """A validation dataset that gives fewer rows on a later pass (a one-shot generator) is caught."""
+    import tensorflow as tf
+
+    first = _train(tmp_path, 1, features=4).exported
+    x, y = weekly.load_week(2)["validation_data"]
+    batches = iter([(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)])
+    one_shot = tf.data.Dataset.from_generator(
+        lambda: batches,
+        output_signature=(tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None,), tf.int64)),
+    )
+    data = weekly.load_week(2)
+    callback = CheckpointCallback(
+        str(tmp_path / "ckpt-2"), every_n_steps=1000, freeze={"output": str(tmp_path / "model-2.pb")},
+        export={"directory": str(tmp_path / "serving"), "promote_if": {"monitor": "val_loss"}},
+        validation_data=one_shot,
+    )
+    weekly.build_model().fit(data["x"], data["y"], epochs=1, verbose=0, callbacks=[callback])
+    champion = callback.exported.manifest["champion"]
+    assert champion["comparison"] == "recorded"
+    assert champion["champion"] == first.manifest["evaluation"]["figures"]["loss"]
+    # The new model got what the train-begin check and tf.data's prefetching left.
+    assert re.fullmatch(
+        r"this run's validation data gave it 0 rows and the new model \d+: not the same data",
+        champion["champion_problem"],
+    )
+
+
+def test_a_new_model_scored_on_no_rows_is_not_published(tmp_path):
+    """A one-shot dataset that the train-begin check used up gives the new model nothing: no figure of 0."""
+    import tensorflow as tf
+
+    from tfcheckpointer.errors import ExportError
+
+    x, y = weekly.load_week(1)["validation_data"]
+    batches = iter([(x, y)])
+    one_shot = tf.data.Dataset.from_generator(
+        lambda: batches,
+        output_signature=(tf.TensorSpec((None, 4), tf.float32), tf.TensorSpec((None,), tf.int64)),
+    )
+    callback = CheckpointCallback(
+        str(tmp_path / "ckpt"), every_n_steps=1000, freeze={"output": str(tmp_path / "model.pb")},
+        export={"directory": str(tmp_path / "serving"), "promote_if": {"monitor": "val_loss"}},
+        validation_data=one_shot,
+    )
+    with pytest.raises(ExportError, match=(
+        r"Cannot score the new model .*model.pb on this run's validation data: it gave no rows; "
+        r"no version was published"
+    )):
+        weekly.build_model().fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    assert versions.list_versions(str(tmp_path / "serving")) == []
+
+
+def test_validation_steps_batches_of_different_widths_are_kept_as_they_are():
+    """`padded_batch` gives each batch its own width; the gate reads the same batches on each pass."""
+    import tensorflow as tf
+    import yaml
+
+    from tfcheckpointer.config.loading import parse_config
+    from tfcheckpointer.integrations.job import _validation_data
+    from tfcheckpointer.integrations.validation import as_validation_data
+
+    rows = tf.data.Dataset.range(1, 9).map(lambda n: (tf.range(n), n))
+    dataset = rows.shuffle(8).padded_batch(2).repeat()
+    config = parse_config({**yaml.safe_load(JOB), "fit": {"validation_steps": 3}})
+    data = as_validation_data(_validation_data(dataset, config), source="job.yaml")
+    first, second = list(data.batches()), list(data.batches())
+    assert [x.shape[0] for x, _, _ in first] == [2, 2, 2]
+    assert [x.tolist() for x, _, _ in first] == [x.tolist() for x, _, _ in second]

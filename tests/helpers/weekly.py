@@ -47,3 +47,16 @@ def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """Sparse categorical cross-entropy as Keras computes it (probabilities clipped to [1e-7, 1 - 1e-7])."""
     picked = np.clip(probabilities, 1e-7, 1 - 1e-7)[np.arange(len(labels)), labels]
     return float(np.mean(-np.log(picked.astype("float64"))))
+
+
+def load_week_repeating(week: int, shuffled: bool = False) -> dict[str, Any]:
+    """`load_week`, with the validation data as a dataset of 16-row batches that repeats forever.
+
+    `shuffled` shuffles its rows anew on each pass, as `Dataset.shuffle` does by default.
+    """
+    import tensorflow as tf
+
+    data = load_week(week)
+    rows = tf.data.Dataset.from_tensor_slices(data["validation_data"])
+    data["validation_data"] = (rows.shuffle(64) if shuffled else rows).batch(16).repeat()
+    return data

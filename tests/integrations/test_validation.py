@@ -30,7 +30,7 @@ def test_arrays_are_read_in_batches_and_a_dataset_element_by_element(monkeypatch
     ("data", "message"),
     [
         (tf.data.Dataset.from_tensor_slices((X, Y)).batch(2).repeat(),
-         r"the validation dataset repeats forever HINT: drop \.repeat\(\)"),
+         r"the validation dataset repeats forever HINT: drop \.repeat\(\), or pass \.take\(N\) of it"),
         ((x for x in [X]), r"expected the validation data as \(x, y\) or \(x, y, sample_weight\) "
          r"arrays, or a finite tf.data.Dataset of such batches, got generator"),
         ((X,), r"expected the validation data as .*, got tuple"),

@@ -21,6 +21,7 @@ import keras
 
 from tfcheckpointer.config.schema import PromoteIfConfig
 from tfcheckpointer.errors import ConfigError, ExportError, first_line
+from tfcheckpointer.export import versions
 from tfcheckpointer.export.champion import Champion, find_champion
 from tfcheckpointer.export.promotion import (
     NO_FIGURE,
@@ -71,13 +72,19 @@ class ChampionGate:
         self.source = source
         self._output_structure: Any = None
 
-    def check(self, model: keras.Model) -> None:
+    def check(self, model: keras.Model, signature: ModelSignature | None = None) -> None:
         """Score the live model on the first validation batch: the data fits, the monitor exists.
+
+        With the train-end frozen graph's `signature`, the batch's inputs are
+        also checked as that graph will be fed them.
 
         Raises:
             ConfigError: The model cannot be scored on the validation data, or
                 `promote_if.monitor` is not one of its compiled figures.
+            ExportError: LATEST holds something other than a version number.
         """
+        # Read now, so that a damaged LATEST fails before training rather than after it.
+        versions.read_latest(self.directory)
         if not hasattr(model, "_compile_loss"):
             raise self._error(
                 f"scores with a Keras 3 model's compiled loss and metrics; {type(model).__module__}."
@@ -88,6 +95,9 @@ class ChampionGate:
             raise self._error("the validation data has no batches")
         x, y, sample_weight = batch
         try:
+            if signature is not None:
+                # The live model casts what its graph is fed as is (float ids for an int input).
+                resolve_probe(Probe(x, ORIGIN), signature, batch_size=1, input_keys=input_keys(model))
             y_pred = model(x, training=False)
             scores = score_predictions(model, [(y, y_pred, sample_weight)])
         except Exception as error:  # the user's data, model and losses: say which step failed
@@ -116,18 +126,23 @@ class ChampionGate:
             with open(frozen.sidecar) as f:
                 signature = ModelSignature.from_dict(json.load(f))
             challenger = self._score(model, frozen.path, signature)
+            if not challenger.examples:
+                # Else its figures are an empty mean's 0: a "perfect" model.
+                raise ValueError("it gave no rows")
         except Exception as error:  # whatever it is, no version may be published unjudged
             raise ExportError(
                 f"Cannot score the new model {frozen.path} on this run's validation data: "
                 f"{first_line(error)}; no version was published."
             ) from error
         champion = find_champion(self.directory)
-        figure = None if champion is None else self._champion_figure(model, champion, signature)
+        figure = None if champion is None else self._champion_figure(
+            model, champion, signature, challenger.examples
+        )
         decision = decide_promotion(self.config, challenger.figures[name], figure)
         return Judgement(decision, challenger)
 
     def _champion_figure(
-        self, model: keras.Model, champion: Champion, challenger: ModelSignature
+        self, model: keras.Model, champion: Champion, challenger: ModelSignature, examples: int
     ) -> ChampionFigure:
         name = figure_name(self.config.monitor)
         problem = _unfit(champion, challenger)
@@ -135,9 +150,16 @@ class ChampionGate:
             assert champion.graph is not None and champion.signature is not None
             try:
                 scores = self._score(model, champion.graph, champion.signature)
-                return ChampionFigure(champion.version, scores.figures[name], SAME_DATA)
             except Exception as error:  # an old graph on new data: any failure means "does not fit"
                 problem = f"running it on the data failed: {first_line(error)}"
+            else:
+                if scores.examples == examples:
+                    return ChampionFigure(champion.version, scores.figures[name], SAME_DATA)
+                # A dataset that gives other rows on a later pass (a one-shot generator).
+                problem = (
+                    f"this run's validation data gave it {scores.examples} rows and the new "
+                    f"model {examples}: not the same data"
+                )
         recorded = champion.recorded.get(name)
         logger.warning(
             "Champion v%d cannot be evaluated on this run's validation data (%s); %s",

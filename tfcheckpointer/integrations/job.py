@@ -36,6 +36,24 @@ DATA_FINGERPRINT_KEY = "fingerprint"
 """A key the data factory's mapping may hold: a string naming the data, for the export manifest."""
 
 
+def _validation_data(data: Any, config: JobConfig) -> Any:
+    """The validation data as the gate scores it: with `fit.validation_steps`, that many batches.
+
+    That is Keras's idiom for a validation dataset that repeats: fit reads
+    `validation_steps` batches of it, and the gate would otherwise refuse
+    it (or, for a repeating generator, read it forever). They are cached on
+    the first whole read: a dataset that shuffles anew on each pass would
+    otherwise give the champion other rows than the new model.
+    """
+    import tensorflow as tf
+
+    steps = config.fit.get("validation_steps")
+    gated = config.export is not None and config.export.promote_if is not None
+    if gated and isinstance(steps, int) and steps > 0 and isinstance(data, tf.data.Dataset):
+        return data.take(steps).cache()
+    return data
+
+
 def _fit_arguments(data: Any, source: str) -> tuple[dict[str, Any], str | None]:
     """`model.fit` keyword arguments from what the data factory returned, and its fingerprint."""
     if isinstance(data, Mapping):
@@ -113,7 +131,7 @@ def run_job(
         hint="it is called with data.kwargs and must return fit's data arguments",
     )
     data, callback.data_fingerprint = _fit_arguments(data, config.source)
-    callback.validation_data = data.get("validation_data")
+    callback.validation_data = _validation_data(data.get("validation_data"), config)
     if config.freeze is not None and callback.probe is None:
         callback.probe = data_probe(data, config.freeze.verify_batch_size)
     fit_arguments = {"verbose": 2, **config.fit, **data}

@@ -36,6 +36,7 @@ from tfcheckpointer.graph.keras_freeze import (
     model_signature,
 )
 from tfcheckpointer.graph.publish import FrozenGraph
+from tfcheckpointer.graph.signature import ModelSignature
 from tfcheckpointer.integrations.base import ConfiguredAdapter, creation_site
 from tfcheckpointer.integrations.gate import ChampionGate
 from tfcheckpointer.integrations.validation import require_validation_data
@@ -238,10 +239,17 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
         validation = require_validation_data(self.validation_data, source=source)
         return ChampionGate(export.promote_if, export.directory, validation, source=source)
 
+    def _graph_signature(self) -> ModelSignature | None:
+        """The train-end frozen graph's inputs and outputs; None when there will be none."""
+        config = self.freeze_config
+        if config is None or not config.at_train_end or self._freeze_refused is not None:
+            return None
+        return model_signature(self.model, config.input_names, config.output_names)
+
     def _start(self, *, current_step: int) -> None:
         self._check_freezable()
         if self._gate is not None:
-            self._gate.check(self.model)
+            self._gate.check(self.model, self._graph_signature())
         optimizer = self.model.optimizer
         # Keras builds the optimizer on the first step; its slots must exist to be restored.
         if not getattr(optimizer, "built", False):

@@ -60,7 +60,10 @@ def as_validation_data(data: Any, *, source: str) -> ValidationData:
     """
     if isinstance(data, tf.data.Dataset):
         if int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
-            raise _error(source, "the validation dataset repeats forever", hint="drop .repeat()")
+            raise _error(
+                source, "the validation dataset repeats forever",
+                hint="drop .repeat(), or pass .take(N) of it",
+            )
         return ValidationData(data)
     if isinstance(data, list):
         data = tuple(data)
