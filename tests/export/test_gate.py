@@ -261,9 +261,16 @@ def served(tmp_path, monkeypatch) -> Path:
         ("data.kwargs.validation=false",
          r"export.promote_if: needs this run's validation data to evaluate the new model and the "
          r"champion on, and none was given HINT: pass validation_data="),
+        # What a scheduled job gets wrong besides the gate: a bad --set path, a missing
+        # factory, a factory that raises, an unset ${ENV} reference.
+        ("checkpoint.evry_n_steps=5", r"checkpoint.evry_n_steps: unknown key 'evry_n_steps'"),
+        ("model.factory=tests.helpers.nowhere:build_model", r"model.factory: .*nowhere"),
+        ("data.kwargs.colour=1",
+         r"data.factory: the factory 'tests.helpers.weekly:load_week' raised TypeError: .*colour"),
+        ("export.directory=${TFC_UNSET_VARIABLE}/serving", r"export.directory: .*TFC_UNSET_VARIABLE"),
     ],
 )
-def test_a_bad_gate_is_one_line_exit_2_and_touches_no_export(served, setting, message, capsys):
+def test_bad_input_is_one_line_exit_2_and_touches_no_export(served, setting, message, capsys):
     before = _tree(served / "serving")
     assert main(["train", "job.yaml", "--quiet", "--set", setting]) == 2
     (line,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
