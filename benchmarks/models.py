@@ -42,12 +42,17 @@ def warm_up(model: keras.Model, x: np.ndarray, y: np.ndarray, batch: int) -> Non
 
 
 class TimedCallback(keras.callbacks.Callback):
-    """Forwards every hook to `inner` and times its `on_train_batch_end` and `on_train_end`."""
+    """Forwards every hook to `inner` and times its `on_train_batch_end` and `on_train_end`.
+
+    `batch_ends` are the times each `on_train_batch_end` returned: their
+    differences are the wall time of each step, the saver's hook included.
+    """
 
     def __init__(self, inner: keras.callbacks.Callback):
         super().__init__()
         self.inner = inner
         self.batch_seconds: list[float] = []
+        self.batch_ends: list[float] = []
         self.end_seconds = 0.0
 
     def set_model(self, model: keras.Model) -> None:
@@ -70,7 +75,9 @@ class TimedCallback(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         start = time.perf_counter()
         self.inner.on_train_batch_end(batch, logs)
-        self.batch_seconds.append(time.perf_counter() - start)
+        end = time.perf_counter()
+        self.batch_seconds.append(end - start)
+        self.batch_ends.append(end)
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         self.inner.on_epoch_end(epoch, logs)
