@@ -102,7 +102,6 @@ def _fit(job: dict[str, Any]) -> dict[str, Any]:
         start, cpu = time.perf_counter(), time.process_time()
         model.fit(x, y, batch_size=spec["batch"], epochs=1, verbose=0, shuffle=False, callbacks=[timed])
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-        saves = spec["steps"] // spec["every"]
         return {
             "competitor": job["competitor"],
             "fit_s": seconds,
@@ -113,7 +112,7 @@ def _fit(job: dict[str, Any]) -> dict[str, Any]:
             ] if job["competitor"] != "none" else [],
             "end_s": timed.end_seconds,
             # What one save leaves on disk: every saver keeps only its newest.
-            "bytes": common.disk_bytes(directory) if saves else 0,
+            "bytes": common.disk_bytes(directory),
         }
     finally:
         shutil.rmtree(directory, ignore_errors=True)
