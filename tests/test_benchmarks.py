@@ -1,7 +1,9 @@
-"""The benchmark scripts still run (tiny sizes; their figures are read by people, not asserted)."""
+"""The benchmark suite still runs (tiny sizes; its figures are read by people, not asserted)."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -10,16 +12,69 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = ["save", "throughput", "resume", "inference"]
+"""Every section but `freeze`, which has its own owner and test."""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
 
 
 @pytest.mark.slow
-def test_checkpoint_stall_benchmark_runs_and_prints_its_ratios():
+def test_quick_suite_writes_every_section_and_row(tmp_path):
+    out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "checkpoint_stall.py"), "--mb", "1", "--saves", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)},
+        [sys.executable, "benchmarks/run.py", "--quick", "--only", ",".join(SECTIONS), "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=_env(),
     )
-    assert result.returncode == 0, result.stderr
-    for name in ("tfcheckpointer sync", "tfcheckpointer sync, weights only", "tfcheckpointer async"):
-        assert f"ratio {name} / keras: " in result.stdout
-    assert "write throughput: tfcheckpointer " in result.stdout
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["quick"] is True
+    assert {"cores", "memory_gib", "tensorflow", "keras"} <= set(report["machine"])
+    assert list(report["sections"]) == SECTIONS
+    rows = {name: section["rows"] for name, section in report["sections"].items()}
+    assert [row["saver"] for row in rows["save"]] == [
+        "no checkpointing (the baseline)",
+        "Keras ModelCheckpoint(save_weights_only=True), .weights.h5",
+        "Keras ModelCheckpoint, .keras",
+        "Keras BackupAndRestore",
+        "tf.train.CheckpointManager",
+        "tf.train.CheckpointManager, async checkpoint option",
+        "bare tf.compat.v1.train.Saver",
+        "tfcheckpointer sync, full state",
+        "tfcheckpointer async, full state",
+        "tfcheckpointer sync, weights only",
+    ]
+    # Every saver wrote something, and ours wrote the optimizer state too.
+    written = {row["saver"]: row["MB per save"] for row in rows["save"]}
+    assert all(mb > 0 for name, mb in written.items() if name != "no checkpointing (the baseline)")
+    assert written["tfcheckpointer sync, full state"] > 2 * written["tfcheckpointer sync, weights only"]
+    assert all(row["hook stall ms (median)"] > 0 for row in rows["save"][1:])
+    assert [row["writer"].split()[0] for row in rows["throughput"]] == ["plain", "bare", "tfcheckpointer"]
+    assert len(rows["resume"]) == 3 and all(row["median s"] > 0 for row in rows["resume"])
+    assert [row["batch"] for row in rows["inference"]] == [1, 64]
+    assert f"## {report['sections']['save']['title']}" in result.stdout
+    assert "| saver | MB per save |" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_section_runs_its_jobs_in_a_fresh_process():
+    spec = importlib.util.spec_from_file_location("benchmarks_common", ROOT / "benchmarks" / "common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    (result,) = common.run_child(
+        "save", [{"kind": "fit", "competitor": "ours_sync", "model": common.QUICK_MODEL}], timeout=300
+    )
+    every, steps = common.QUICK_MODEL["every"], common.QUICK_MODEL["steps"]
+    assert result["competitor"] == "ours_sync"
+    assert len(result["save_stalls_s"]) == steps // every
+    assert result["bytes"] > 0
+
+
+def test_an_unknown_section_is_refused_before_anything_runs():
+    result = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--quick", "--only", "save,speed"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env=_env(),
+    )
+    assert result.returncode == 2
+    assert "unknown section(s) speed; expected some of save, throughput, resume, freeze, inference" in result.stderr
