@@ -190,3 +190,12 @@ def test_optimize_materializes_the_graph_and_still_publishes(tmp_path):
     assert frozen.optimized is not None
     assert frozen.optimized.nodes_after < frozen.optimized.nodes_before
     assert frozen.max_abs_diff is not None
+
+
+def test_text_progress_counts_to_the_size_it_was_given(tmp_path):
+    # The bar is made for `byte_size()` (binary) bytes; text is longer and must not overshoot it.
+    model = mlp()
+    streamed = streamed_graph_def(model, model_signature(model))
+    shown = []
+    write_streamed_graph(streamed, str(tmp_path / "frozen.pbtxt"), progress=shown.append)
+    assert max(shown) == shown[-1] == streamed.byte_size()
