@@ -199,3 +199,15 @@ def test_text_progress_counts_to_the_size_it_was_given(tmp_path):
     shown = []
     write_streamed_graph(streamed, str(tmp_path / "frozen.pbtxt"), progress=shown.append)
     assert max(shown) == shown[-1] == streamed.byte_size()
+
+
+def test_a_variable_of_unknown_shape_streams_as_its_value(tmp_path):
+    # The stock converter reads such a variable's value; its shape is the value's.
+    variable = tf.Variable(np.arange(6, dtype=np.float32).reshape(3, 2), shape=tf.TensorShape(None))
+    concrete = tf.function(lambda x: tf.matmul(x, variable)).get_concrete_function(
+        tf.TensorSpec([None, 3], tf.float32)
+    )
+    streamed = function_skeleton(concrete)
+    clear_devices(streamed.skeleton)
+    write_streamed_graph(streamed, str(tmp_path / "frozen.pb"))
+    _assert_same_graph(read_graph_def(str(tmp_path / "frozen.pb")), _stock_keras(concrete))
