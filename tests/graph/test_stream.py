@@ -211,3 +211,18 @@ def test_a_variable_of_unknown_shape_streams_as_its_value(tmp_path):
     clear_devices(streamed.skeleton)
     write_streamed_graph(streamed, str(tmp_path / "frozen.pb"))
     _assert_same_graph(read_graph_def(str(tmp_path / "frozen.pb")), _stock_keras(concrete))
+
+
+def test_a_variable_that_cannot_be_read_is_named_not_blamed_on_the_write(tmp_path):
+    # Variables are read while the file is written: a failed read is the variable's fault.
+    from tfcheckpointer.graph.session_freeze import freeze_session
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        w = tf.compat.v1.get_variable("w", [3, 4], use_resource=True)
+        tf.identity(tf.matmul(x, w), name="y")
+    with tf.compat.v1.Session(graph=graph) as session:  # w never initialized
+        with pytest.raises(FreezeError, match=r"Cannot read variable 'w' to freeze it: .*'w/Read/ReadVariableOp'"):
+            freeze_session(session, _config(tmp_path, input_names=("x",), output_names=("y",)))
+    assert os.listdir(tmp_path) == []

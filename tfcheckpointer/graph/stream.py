@@ -29,7 +29,7 @@ from google.protobuf import text_format
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.python.framework import tensor_util
 
-from tfcheckpointer.errors import FreezeError
+from tfcheckpointer.errors import FreezeError, tensorflow_error_line
 
 # Field numbers of the messages written here (graph.proto, node_def.proto,
 # attr_value.proto, tensor.proto).
@@ -82,7 +82,13 @@ class ConstSource:
 
     def value(self, name: str) -> np.ndarray:
         """The value, checked against the dtype and shape the graph was built with."""
-        array = np.asarray(self.read())
+        try:
+            array = np.asarray(self.read())
+        except tf.errors.OpError as error:
+            # Read while the file is written: the variable's fault, not the write's.
+            raise FreezeError(
+                f"Cannot read variable {name!r} to freeze it: {tensorflow_error_line(error)}"
+            ) from None
         if tf.as_dtype(array.dtype) != self.dtype or tuple(array.shape) != self.shape:
             raise FreezeError(
                 f"Variable {name!r} changed while it was frozen: it is {array.dtype}"
