@@ -15,7 +15,7 @@ fresh process, the methods interleaved size by size:
   end in the process that holds the model, its Adam state and gradients.
 
 `seconds` is the freeze's wall time; `extra_rss_x` is the child's peak RSS
-(`ru_maxrss`, its high-water mark reset just before) minus its RSS before
+(`VmHWM`, its high-water mark reset just before) minus its RSS before
 the freeze, over the weight bytes. Targets: `stream` <= 0.1x the stock time
 and <= 2x the weights of extra memory; `stream+verify` <= 0.25x and <= 3x.
 The stock converter needs ~10x the weights: it is skipped (and the row says
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -74,7 +73,17 @@ def _reset_peak() -> None:
 
 
 def _peak_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """This process's RSS high-water mark since `_reset_peak`.
+
+    `VmHWM`, not `ru_maxrss`: that one also holds the parent's RSS at the
+    `exec` (a driver that imported TensorFlow would lend the child its size)
+    and `clear_refs` does not reset it.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def _build(layers: int):

@@ -190,3 +190,39 @@ def test_optimize_materializes_the_graph_and_still_publishes(tmp_path):
     assert frozen.optimized is not None
     assert frozen.optimized.nodes_after < frozen.optimized.nodes_before
     assert frozen.max_abs_diff is not None
+
+
+def test_text_progress_counts_to_the_size_it_was_given(tmp_path):
+    # The bar is made for `byte_size()` (binary) bytes; text is longer and must not overshoot it.
+    model = mlp()
+    streamed = streamed_graph_def(model, model_signature(model))
+    shown = []
+    write_streamed_graph(streamed, str(tmp_path / "frozen.pbtxt"), progress=shown.append)
+    assert max(shown) == shown[-1] == streamed.byte_size()
+
+
+def test_a_variable_of_unknown_shape_streams_as_its_value(tmp_path):
+    # The stock converter reads such a variable's value; its shape is the value's.
+    variable = tf.Variable(np.arange(6, dtype=np.float32).reshape(3, 2), shape=tf.TensorShape(None))
+    concrete = tf.function(lambda x: tf.matmul(x, variable)).get_concrete_function(
+        tf.TensorSpec([None, 3], tf.float32)
+    )
+    streamed = function_skeleton(concrete)
+    clear_devices(streamed.skeleton)
+    write_streamed_graph(streamed, str(tmp_path / "frozen.pb"))
+    _assert_same_graph(read_graph_def(str(tmp_path / "frozen.pb")), _stock_keras(concrete))
+
+
+def test_a_variable_that_cannot_be_read_is_named_not_blamed_on_the_write(tmp_path):
+    # Variables are read while the file is written: a failed read is the variable's fault.
+    from tfcheckpointer.graph.session_freeze import freeze_session
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        w = tf.compat.v1.get_variable("w", [3, 4], use_resource=True)
+        tf.identity(tf.matmul(x, w), name="y")
+    with tf.compat.v1.Session(graph=graph) as session:  # w never initialized
+        with pytest.raises(FreezeError, match=r"Cannot read variable 'w' to freeze it: .*'w/Read/ReadVariableOp'"):
+            freeze_session(session, _config(tmp_path, input_names=("x",), output_names=("y",)))
+    assert os.listdir(tmp_path) == []

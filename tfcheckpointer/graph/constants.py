@@ -134,9 +134,9 @@ def function_skeleton(concrete: Any) -> StreamedGraph:
     for name, tensor_data in data.tensor_data.items():
         variable = by_index.get(tensor_data.index)
         if variable is not None:
-            reads[name] = (variable.dtype, tuple(variable.shape), _reader(variable))
+            reads[name] = (variable.dtype, _shape(variable), _reader(variable))
     graph_def, converted = converter._replace_variables_by_constants(data)  # pylint: disable=protected-access
-    _restore_shapes(graph_def, [tuple(v.shape) for v in getattr(data, "unread", [])])
+    _restore_shapes(graph_def, [_shape(v) for v in getattr(data, "unread", [])])
     # The converter's own last step: the graph as a concrete function (pruned, imported).
     # With the values' shapes but no content, the import costs nothing.
     _fill(graph_def, reads)
@@ -148,6 +148,13 @@ def function_skeleton(concrete: Any) -> StreamedGraph:
         if node.name in reads and node.op == "Const" and is_streamable(*reads[node.name][:2])
     }
     return _drop_values(StreamedGraph(skeleton, sources))
+
+
+def _shape(variable: tf.Variable) -> tuple[int, ...]:
+    """The variable's shape; a shape it leaves open is its value's, as the converter freezes it."""
+    if variable.shape.is_fully_defined():
+        return tuple(variable.shape)
+    return tuple(variable.read_value().shape)
 
 
 def _reader(variable: tf.Variable) -> Callable[[], Any]:

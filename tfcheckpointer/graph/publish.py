@@ -93,7 +93,7 @@ def publish_frozen_graph(
     weights, as TensorFlow's converter). The file is written to a temporary
     name and run in a fresh TF1 session on the probe batch
     (`probe.resolve_probe`: `probe`, else a random batch): a binary file by
-    `verify.run_graph_file`, which holds its weights once, a text file
+    `verify.run_graph_file`, which holds its weights about twice, a text file
     parsed whole. Its outputs must be within `config.verify_tolerance` of
     `reference(probe)`, or if that is None of the default for `compute_dtype`
     (`verify.default_tolerance`), the precision the model computes in (None:

@@ -29,7 +29,7 @@ from google.protobuf import text_format
 from tensorflow.core.framework import tensor_pb2
 from tensorflow.python.framework import tensor_util
 
-from tfcheckpointer.errors import FreezeError
+from tfcheckpointer.errors import FreezeError, tensorflow_error_line
 
 # Field numbers of the messages written here (graph.proto, node_def.proto,
 # attr_value.proto, tensor.proto).
@@ -82,7 +82,13 @@ class ConstSource:
 
     def value(self, name: str) -> np.ndarray:
         """The value, checked against the dtype and shape the graph was built with."""
-        array = np.asarray(self.read())
+        try:
+            array = np.asarray(self.read())
+        except tf.errors.OpError as error:
+            # Read while the file is written: the variable's fault, not the write's.
+            raise FreezeError(
+                f"Cannot read variable {name!r} to freeze it: {tensorflow_error_line(error)}"
+            ) from None
         if tf.as_dtype(array.dtype) != self.dtype or tuple(array.shape) != self.shape:
             raise FreezeError(
                 f"Variable {name!r} changed while it was frozen: it is {array.dtype}"
@@ -165,6 +171,10 @@ class StreamedGraph:
         )
         return full
 
+    def record_sizes(self) -> list[int]:
+        """The binary file's bytes per node, then of the fields after them: `byte_size()` in parts."""
+        return [len(head) + size for head, _, size in self._records()] + [len(self._tail())]
+
     def _records(self) -> Iterator[tuple[bytes, str | None, int]]:
         """`(bytes before the value, streamed node name or None, value bytes)` per node."""
         for node in self.skeleton.node:
@@ -193,7 +203,7 @@ class StreamedGraph:
 
 
 Progress = Callable[[int], None]
-"""Called with the bytes written so far."""
+"""Called with the bytes written so far (for text, the binary bytes of the nodes written so far)."""
 
 ProgressFactory = Callable[[int], Progress]
 """Given the bytes a file will have, returns the `Progress` that shows its writing."""
@@ -206,6 +216,10 @@ def write_stream(
     digest = hashlib.sha256()
     written = 0
     pieces = (t.encode() for t in graph.text_chunks()) if as_text else graph.chunks()
+    # A progress is made for `byte_size()`, the binary size; text is several times longer,
+    # so it advances by each node's binary size once that node's text is written.
+    text_steps = iter(graph.record_sizes()) if as_text and progress is not None else None
+    shown = 0
     # tf.io.gfile's files take bytes only: a memoryview is copied for them, a slice at a time.
     as_is = isinstance(file, io.IOBase)
     for piece in pieces:
@@ -215,8 +229,11 @@ def write_stream(
             file.write(chunk if as_is else bytes(chunk))
             written += len(chunk)
             del chunk
-            if progress is not None:
+            if progress is not None and text_steps is None:
                 progress(written)
+        if progress is not None and text_steps is not None:
+            shown += next(text_steps)
+            progress(shown)
     return digest.hexdigest(), written
 
 
