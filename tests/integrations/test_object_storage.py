@@ -13,6 +13,7 @@ import tempfile
 import threading
 
 import fsspec
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -287,3 +288,18 @@ def test_the_promote_if_gate_judges_a_champion_in_s3_against_a_graph_frozen_to_s
     champion = callback.exported.manifest["champion"]
     assert (champion["champion_version"], champion["comparison"]) == (1, "same data")
 
+
+class _Dies(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        raise KeyboardInterrupt("killed")
+
+
+def test_a_fit_that_dies_after_resuming_from_s3_leaves_no_download_behind(bucket):
+    directory = f"{bucket}/ckpt"
+    fit(mlp(), CheckpointCallback(directory, every_n_steps=8))
+    before = staging_directories()
+    callback = CheckpointCallback(directory, every_n_steps=8)
+    with pytest.raises(KeyboardInterrupt):
+        fit(mlp(), [callback, _Dies()])  # no on_train_end: the manager is never closed
+    assert callback.started_from == 8
+    assert staging_directories() == before
