@@ -283,3 +283,34 @@ def test_delete_removes_every_file_of_one_step_only(tmp_path):
     (tmp_path / "model.ckpt-8.meta").write_bytes(b"meta")
     ours(tmp_path).delete(8)
     assert sorted(os.listdir(tmp_path)) == ["model.ckpt-80.data-00000-of-00001", "model.ckpt-80.index"]
+
+
+class _KilledAfterOneRename:
+    """The directory's file layer, for a process killed after its first rename."""
+
+    def __init__(self, files):
+        self.files = files
+        self.renamed = False
+
+    def __getattr__(self, name):
+        return getattr(self.files, name)
+
+    def rename(self, source, target):
+        if self.renamed:
+            raise KeyboardInterrupt("killed")
+        self.renamed = True
+        self.files.rename(source, target)
+
+
+def test_a_set_aside_killed_midway_loses_no_file_to_the_next_runs_cleanup(tmp_path):
+    write_steps(tmp_path, 2)
+    names = sorted(os.listdir(tmp_path))
+    directory = ours(tmp_path)
+    directory.files = _KilledAfterOneRename(directory.files)
+    try:
+        directory.set_aside_all("20260101T000000")
+    except KeyboardInterrupt:
+        pass
+    ours(tmp_path).remove_stale_temp_files()  # the next run
+    aside = tmp_path / "set-aside-20260101T000000"
+    assert sorted(os.listdir(tmp_path) + os.listdir(aside)) == sorted([*names, aside.name])

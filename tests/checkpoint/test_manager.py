@@ -511,3 +511,41 @@ def test_close_puts_the_previous_signal_handler_back(tmp_path, managers, restore
     assert signal.getsignal(signal.SIGINT) is not recorder
     manager.close()
     assert signal.getsignal(signal.SIGINT) is recorder
+
+
+class _SignalDuringAgreement:
+    """A one-worker stand-in for `cluster.Cluster` whose first all-reduce a SIGTERM interrupts:
+    it arrives after this worker's part was sent, so the other workers have not heard of it."""
+
+    is_chief = True
+    task = "worker:0"
+
+    def __init__(self):
+        self.interrupted = False
+
+    def agree(self, values):
+        if not self.interrupted:
+            self.interrupted = True
+            os.kill(os.getpid(), signal.SIGTERM)
+        return list(values)
+
+    def chief_decides(self, decision):
+        return decision
+
+
+def test_in_a_cluster_a_signal_during_the_agreement_is_acted_on_at_the_next_step(
+    tmp_path, managers, restore_signal_handlers
+):
+    received: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    manager = managers(tmp_path, every_n_steps=100, save_on_signals=("SIGTERM",))
+    variables = make_variables()
+    manager.start(variables, step=0, cluster=_SignalDuringAgreement())
+    train_to(variables, 1)
+    # The workers agreed that none had a signal: saving (a collective) here would be this
+    # worker's alone, and it would wait forever for the others.
+    assert manager.on_step(1) is None
+    assert (steps_on_disk(tmp_path), received) == ([], [])
+    train_to(variables, 2)
+    manager.on_step(2)  # told to every worker now: all save step 2 and stop
+    assert (steps_on_disk(tmp_path), received) == ([2], [signal.SIGTERM])

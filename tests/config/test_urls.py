@@ -38,3 +38,14 @@ def test_s3_without_s3fs_says_which_extra_to_install():
 @pytest.mark.parametrize("path", ["runs/ckpt", "gs://bucket/ckpt", "ram://ckpt", "s3://bucket/ckpt"])
 def test_paths_with_an_installed_backend_are_accepted(path):
     assert parse_checkpoint_section({"directory": path, "every_n_steps": 1}).directory == path
+
+
+def test_a_url_holding_a_password_is_refused_without_echoing_it():
+    # fsspec's ftp:// (and sftp://, http://) take `user:password@` from the URL; the path is in
+    # every log line, sidecar and manifest, so the password would be too.
+    with pytest.raises(ConfigError) as refused:
+        parse_checkpoint_section({"directory": "ftp://ann:s3cret@127.0.0.1/run", "every_n_steps": 1})
+    message = str(refused.value)
+    assert "s3cret" not in message
+    assert "directory: cannot use 'ftp://ann:***@127.0.0.1/run': it holds a password" in message
+    assert "HINT: give the credentials the way the backend reads them" in message

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tests.helpers import rows, steps_on_disk
 from tfcheckpointer import Checkpointer, ConfigError
+from tfcheckpointer.errors import CheckpointError
 
 X, Y = rows()
 
@@ -91,3 +92,11 @@ def test_an_optimizer_other_than_the_compiled_one_is_refused(tmp_path):
     model.compile(keras.optimizers.SGD(), "mse")
     with pytest.raises(ConfigError, match="optimizer: is not the model's compiled optimizer"):
         Checkpointer(model, optimizer, directory=str(tmp_path), every_n_steps=2)
+
+
+def test_after_step_before_restore_is_one_clear_error_and_writes_nothing(tmp_path):
+    model, optimizer = build()
+    checkpointer = Checkpointer(model, optimizer, directory=str(tmp_path), every_n_steps=1)
+    with pytest.raises(CheckpointError, match=r"after_step\(\) before restore\(\).*HINT: call "):
+        train(model, optimizer, checkpointer, 1)
+    assert list(tmp_path.iterdir()) == []

@@ -13,6 +13,7 @@ import tempfile
 import threading
 
 import fsspec
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -222,3 +223,83 @@ def test_the_tf1_session_hook_saves_to_s3_and_resumes_from_it(bucket):
     assert CheckpointDirectory(directory, "model.ckpt").latest() == f"{directory}/model.ckpt-9"
     with local_copy(f"{directory}/model.ckpt-9") as local:
         assert tf.train.load_checkpoint(local).get_tensor("global_step") == 9
+
+
+def _commit_version(fs, serving: str, version: int, manifest: dict) -> None:
+    fs.pipe_file(f"{serving}/{version}/model.pb", b"graph")
+    fs.pipe_file(f"{serving}/{version}/manifest.json", json.dumps(manifest).encode())
+
+
+def test_the_champion_in_an_s3_export_directory_is_read_from_its_manifest(bucket):
+    from tfcheckpointer.export.champion import find_champion
+
+    serving = f"{bucket}/serving"
+    fs = fsspec.filesystem("s3", use_listings_cache=False)
+    signature = {"inputs": [{"name": "x:0", "dtype": "float32", "shape": [None, 4]}],
+                 "outputs": [{"name": "y:0", "dtype": "float32", "shape": [None, 1]}]}
+    _commit_version(fs, serving, 1, {
+        "signature": signature,
+        "evaluation": {"examples": 5, "figures": {"loss": 0.25}},
+    })
+    fs.pipe_file(f"{serving}/LATEST", b"1\n")
+    champion = find_champion(serving)
+    assert champion.problem is None
+    assert champion.graph == f"{serving}/1/model.pb"
+    assert champion.recorded == {"loss": 0.25}
+
+
+def test_warm_start_reads_the_versions_of_an_s3_export_directory(bucket):
+    from tfcheckpointer.config.schema import ExportConfig
+    from tfcheckpointer.export import warm_start
+
+    run, serving = f"{bucket}/run", f"{bucket}/serving"
+    fs = fsspec.filesystem("s3", use_listings_cache=False)
+    for step in (2, 4):
+        for tail in (".data-00000-of-00001", ".index"):
+            fs.pipe_file(f"{run}/model.ckpt-{step}{tail}", b"x")
+    fs.pipe_file(f"{run}/checkpoint", b'model_checkpoint_path: "model.ckpt-4"\n')
+    # Version 1 (step 2, with its checkpoint copy) is promoted; version 2 (step 4) was not.
+    _commit_version(fs, serving, 1, {
+        "checkpoint": f"{run}/model.ckpt-2", "step": 2,
+        "checkpoint_copy": {"prefix": "checkpoint/model.ckpt-2", "hard_linked": False},
+    })
+    fs.pipe_file(f"{serving}/1/checkpoint/model.ckpt-2.index", b"x")
+    _commit_version(fs, serving, 2, {"checkpoint": f"{run}/model.ckpt-4", "step": 4})
+    fs.pipe_file(f"{serving}/LATEST", b"1\n")
+    plan = warm_start.read_start_plan(
+        ExportConfig(directory=serving), CheckpointDirectory(run, "model.ckpt")
+    )
+    assert (plan.action, plan.version, plan.prefix) == (
+        warm_start.FROM_PROMOTED, 1, f"{serving}/1/checkpoint/model.ckpt-2"
+    )
+
+
+@pytest.mark.slow
+def test_the_promote_if_gate_judges_a_champion_in_s3_against_a_graph_frozen_to_s3(bucket):
+    serving = f"{bucket}/serving"
+    for run in (1, 2):
+        callback = CheckpointCallback(
+            f"{bucket}/ckpt-{run}", every_n_steps=1000,
+            freeze={"output": f"{bucket}/model-{run}.pb"},
+            export={"directory": serving, "promote_if": {"monitor": "loss"}},
+            validation_data=rows(8, seed=3),
+        )
+        fit(mlp(seed=run), callback)
+    champion = callback.exported.manifest["champion"]
+    assert (champion["champion_version"], champion["comparison"]) == (1, "same data")
+
+
+class _Dies(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        raise KeyboardInterrupt("killed")
+
+
+def test_a_fit_that_dies_after_resuming_from_s3_leaves_no_download_behind(bucket):
+    directory = f"{bucket}/ckpt"
+    fit(mlp(), CheckpointCallback(directory, every_n_steps=8))
+    before = staging_directories()
+    callback = CheckpointCallback(directory, every_n_steps=8)
+    with pytest.raises(KeyboardInterrupt):
+        fit(mlp(), [callback, _Dies()])  # no on_train_end: the manager is never closed
+    assert callback.started_from == 8
+    assert staging_directories() == before

@@ -207,14 +207,18 @@ class CheckpointDirectory:
         """Move every checkpoint of this basename, its scores and the state file into a subdirectory.
 
         `time` names the subdirectory (`set-aside-<time>`); returns its path.
-        Each checkpoint moves index first, so none is left looking complete
-        but partial, and the state file last.
+        Each checkpoint moves index last, and the state file after them all.
+        A move killed midway (on an object store each rename is a copy, so
+        the window is long) leaves the index, and so the checkpoint, here: a
+        reader skips it as unreadable, and nothing deletes its files. Index
+        first would leave data without an index here, which the next run's
+        `remove_stale_temp_files` deletes as a killed upload's.
         """
         target = f"{self.directory}/{naming.SET_ASIDE_DIRECTORY.format(time=time)}"
         self.files.makedirs(target)
         for prefix in self.prefixes():
             names = self.files_of(prefix)
-            names.sort(key=lambda name: not name.endswith(naming.INDEX_SUFFIX))
+            names.sort(key=lambda name: name.endswith(naming.INDEX_SUFFIX))
             for name in names:
                 self.files.rename(f"{self.directory}/{name}", f"{target}/{name}")
         # The scores (`keep_best`) go with the checkpoints they score.

@@ -106,6 +106,8 @@ class CheckpointManager:
         if not is_local(config.directory):
             logger.info(local_only_note(config.directory))
         self._signals = SignalCatcher(config.save_on_signals)
+        self._held_signal: Any = None
+        """In a cluster, a signal that came during the agreement: told to the others next time."""
         self.last_save = LastSave(step=0, time=clock())
         self.last_published_step = 0
         self.last_checkpoint: str | None = None
@@ -156,7 +158,7 @@ class CheckpointManager:
         self.last_save = LastSave(step=step, time=self._clock())
         self.last_published_step = step
         self._unscored = []
-        self._signals.received = None
+        self._signals.received = self._held_signal = None
         self._signals.install()
 
     @property
@@ -190,14 +192,21 @@ class CheckpointManager:
         signals = self._signals.signals
         if self.cluster is None or (not signals and self.config.every_n_seconds is None):
             return due  # steps alone: every worker computes the same answer
+        # Read once: the handler may record a signal while the all-reduce runs, after this
+        # worker's part was sent. Acting on it now would take this worker alone into a save
+        # (a collective) the others never join, so it is held back and told at the next call.
+        mine = self._signals.received or self._held_signal
         agreed = self.cluster.agree(
-            [int(due and self.cluster.is_chief), *(int(self._signals.received == s) for s in signals)]
+            [int(due and self.cluster.is_chief), *(int(mine == s) for s in signals)]
         )
         received = next((s for s, n in zip(signals, agreed[1:]) if n), None)
-        if received is not None and self._signals.received is None:
-            logger.warning("Another worker received %s: every worker saves and stops.", received.name)
+        if received is None:
+            self._held_signal, self._signals.received = self._signals.received or mine, None
+        elif self._signals.received is None:
+            if mine is None:
+                logger.warning("Another worker received %s: every worker saves and stops.", received.name)
             self._signals.uninstall()
-            self._signals.received = received
+            self._signals.received, self._held_signal = received, None
         return bool(agreed[0])
 
     def on_epoch_end(self, epoch: int, metrics: Mapping[str, Any]) -> None:
@@ -265,6 +274,8 @@ class CheckpointManager:
         finally:
             self.close()
         # A signal that came during the final save is honoured now that it is written.
+        if self._signals.received is None:
+            self._signals.received, self._held_signal = self._held_signal, None
         if self._signals.received is not None:
             self._signals.resume_signal()
         return saved

@@ -163,6 +163,14 @@ def path_value(context: Context, key: str, value: Any) -> str:
         return os.environ[name]
 
     path = os.path.expanduser(_ENV_REFERENCE.sub(substitute, value))
+    masked = urls.masked_password(path)
+    if masked is not None:  # fsspec's ftp://, sftp://, http:// take one from the URL
+        raise context.error(
+            key, f"cannot use {masked!r}: it holds a password, which would be in every log line, "
+            "sidecar and manifest that names the path",
+            hint="give the credentials the way the backend reads them (its environment variables "
+            "or configuration files), never in the configuration",
+        )
     # Checked here, before anything is written: a URL nothing here can reach.
     problem = urls.backend_problem(path)
     if problem is not None:

@@ -10,6 +10,7 @@ backends until a URL needs one, so `tfcheckpointer validate` stays quick.
 from __future__ import annotations
 
 import importlib
+import urllib.parse
 
 # `tf.io.gfile.get_registered_schemes()` of TensorFlow 2.21 ("" is a local path);
 # tests/checkpoint/test_storage.py checks it against the installed TensorFlow.
@@ -32,6 +33,14 @@ def is_url(path: str) -> bool:
 def uses_fsspec(path: str) -> bool:
     """Whether `path` is reached through fsspec rather than TensorFlow's file layer."""
     return scheme(path) not in TENSORFLOW_SCHEMES
+
+
+def masked_password(path: str) -> str | None:
+    """`path` with the password of its `user:password@` masked, or None when it holds none."""
+    if not is_url(path):
+        return None
+    password = urllib.parse.urlsplit(path).password
+    return None if password is None else path.replace(f":{password}@", ":***@", 1)
 
 
 def backend_problem(path: str) -> tuple[str, str] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -43,12 +42,12 @@ def find_champion(directory: str) -> Champion | None:
     path = os.path.join(directory, str(version))
     graph = next(
         (os.path.join(path, name) for name in versions.GRAPH_FILENAMES.values()
-         if os.path.isfile(os.path.join(path, name))),
+         if versions.is_file(os.path.join(path, name))),
         None,
     )
     try:
-        with open(os.path.join(path, versions.MANIFEST_FILENAME)) as f:
-            manifest = json.load(f)
+        # In an export directory that is a URL (`s3://`) too: a plain `open` cannot read there.
+        manifest = versions.read_manifest(path)
         if not isinstance(manifest, dict):
             raise ValueError("it is not a JSON object")
     except (OSError, ValueError) as error:

@@ -91,6 +91,10 @@ def read_text(path: str) -> str | None:
         return None
 
 
+def exists(path: str) -> bool:
+    return files_for(path).exists(path)
+
+
 def append_line(path: str, line: str) -> None:
     """Read, extend and write back: object stores have no append."""
     atomic_write(path, ((read_text(path) or "") + line).encode())

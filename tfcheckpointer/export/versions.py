@@ -91,6 +91,28 @@ def remove_stale_temporaries(directory: str) -> None:
             shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
+def read_manifest(version_path: str) -> object:
+    """The parsed `manifest.json` of the version at `version_path` (a local path or a URL).
+
+    Raises:
+        OSError: It cannot be read (FileNotFoundError: there is none).
+        ValueError: It is not JSON.
+    """
+    path = os.path.join(version_path, MANIFEST_FILENAME)
+    if is_url(path):
+        text = object_versions.read_text(path)
+        if text is None:
+            raise FileNotFoundError(f"No such file: {path}")
+        return json.loads(text)
+    with open(path) as f:
+        return json.load(f)
+
+
+def is_file(path: str) -> bool:
+    """Whether the file `path` (a local path or a URL) exists."""
+    return object_versions.exists(path) if is_url(path) else os.path.isfile(path)
+
+
 def read_latest(directory: str) -> int | None:
     """The promoted version, or None when nothing was promoted yet."""
     path = os.path.join(directory, LATEST_FILENAME)

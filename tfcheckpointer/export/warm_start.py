@@ -13,7 +13,6 @@ values; `read_start_plan` reads them from disk.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from collections.abc import Mapping
@@ -118,15 +117,15 @@ def checkpoint_key(prefix: str) -> str:
 def _version_source(path: str) -> VersionSource:
     """A version's source checkpoint and copy, from its manifest; an unreadable one has neither."""
     try:
-        with open(os.path.join(path, versions.MANIFEST_FILENAME)) as f:
-            manifest = json.load(f)
+        # In an export directory that is a URL (`s3://`) too: a plain `open` cannot read there.
+        manifest = versions.read_manifest(path)
     except (OSError, ValueError) as error:
         logger.warning("Ignoring version %s when choosing where to start: %s", path, error)
         return VersionSource(None, None)
     checkpoint = manifest.get("checkpoint")
     kept = manifest.get("checkpoint_copy") or {}
     copy = os.path.join(path, kept["prefix"]) if kept.get("prefix") else None
-    if copy is not None and not os.path.exists(copy + naming.INDEX_SUFFIX):
+    if copy is not None and not versions.is_file(copy + naming.INDEX_SUFFIX):
         copy = None
     return VersionSource(
         checkpoint_key(checkpoint) if checkpoint else None, copy, manifest.get("step"),

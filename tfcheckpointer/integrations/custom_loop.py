@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from tfcheckpointer.errors import ConfigError
+from tfcheckpointer.errors import CheckpointError, ConfigError
 from tfcheckpointer.graph.publish import FrozenGraph
 from tfcheckpointer.integrations.keras_callback import CheckpointCallback
 
@@ -80,6 +80,7 @@ class Checkpointer:
         callback.set_model(model)
         self.callback = callback
         self._epoch = 0
+        self._restored = False
 
     @property
     def step(self) -> int:
@@ -94,10 +95,12 @@ class Checkpointer:
     def restore(self) -> int:
         """Restore the newest checkpoint (per `restore:`) and return the step to go on from."""
         self.callback.on_train_begin()
+        self._restored = True
         return self.step
 
     def after_step(self) -> None:
         """Save if a checkpoint is due (or a stop signal came); call it after every optimizer step."""
+        self._require_restored("after_step")
         self.callback.on_train_batch_end(self.step)
 
     def after_epoch(self, metrics: Mapping[str, Any] | None = None) -> None:
@@ -107,7 +110,16 @@ class Checkpointer:
 
     def end(self) -> None:
         """Save the final step, then freeze and export as configured."""
+        self._require_restored("end")
         self.callback.finish_training()
+
+    def _require_restored(self, method: str) -> None:
+        # Else the manager has no variables yet, and fails with an AttributeError deep inside.
+        if not self._restored:
+            raise CheckpointError(
+                f"Checkpointer.{method}() before restore(): nothing is bound to checkpoint yet. "
+                "HINT: call restore() first, or run the loop inside `with checkpointer:`."
+            )
 
     def __enter__(self) -> Checkpointer:
         self.restore()

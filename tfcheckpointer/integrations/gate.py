@@ -31,7 +31,7 @@ from tfcheckpointer.export.promotion import (
     Decision,
     decide_promotion,
 )
-from tfcheckpointer.graph.files import read_graph_def
+from tfcheckpointer.graph.files import read_bytes, read_graph_def
 from tfcheckpointer.graph.keras_freeze import input_keys
 from tfcheckpointer.graph.probe import Probe, resolve_probe
 from tfcheckpointer.graph.publish import FrozenGraph
@@ -123,8 +123,8 @@ class ChampionGate:
         """
         name = figure_name(self.config.monitor)
         try:
-            with open(frozen.sidecar) as f:
-                signature = ModelSignature.from_dict(json.load(f))
+            # Read as the exporter reads it: `freeze.output` may be a URL (`s3://`).
+            signature = ModelSignature.from_dict(json.loads(read_bytes(frozen.sidecar)))
             challenger = self._score(model, frozen.path, signature)
             if not challenger.examples:
                 # Else its figures are an empty mean's 0: a "perfect" model.

@@ -270,6 +270,9 @@ class CheckpointCallback(ConfiguredAdapter, keras.callbacks.Callback):
                 current_step=current_step, optimizer_name=optimizer_name,
                 start_over=None if plan.action == warm_start.RESUME else StartOver(plan.prefix),
             )
+            # The restore is done (eager variables): a checkpoint downloaded for it goes now,
+            # not at train end, which a fit() that raises never reaches.
+            self.manager.restorer.copies.clear()
             self._report_start(plan)
             if restored:
                 finalize_derived_state(self.model)
