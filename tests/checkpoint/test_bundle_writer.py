@@ -94,3 +94,10 @@ def test_sliced_variables_fall_back_to_savev2_and_say_so(tmp_path, caplog):
     theirs, ours = _save_both(tmp_path, ["w", "w"], halves, slices=["4 4 0,2:0,4", "4 4 2,2:0,4"])
     assert "with SaveV2: a key repeats" in caplog.text
     _assert_identical(theirs, ours)
+
+
+def test_a_url_goes_to_savev2_and_says_so(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG, logger="tfcheckpointer")
+    save_bundle(f"file://{tmp_path}/ckpt", Snapshot(["w"], [tf.constant([1.0])]))
+    assert "with SaveV2: TensorFlow's file system writes URLs" in caplog.text
+    assert tf.train.load_checkpoint(str(tmp_path / "ckpt")).get_tensor("w") == [1.0]

@@ -68,14 +68,15 @@ _GRAPH_WRITERS: dict[tuple, tuple[tf.compat.v1.Session, Any, list[Any], Any]] = 
 
 def save_bundle(prefix: str, snapshot: Snapshot) -> None:
     """Write `snapshot` as a V2 bundle at `prefix`, the bytes a Saver's `SaveV2` op writes."""
-    if "://" not in prefix:
+    reason = "TensorFlow's file system writes URLs" if "://" in prefix else None
+    if reason is None:
         # np.asarray shares an eager tensor's buffer: no copy on the way to the file.
         arrays = [np.asarray(t) for t in snapshot.tensors]
         reason = bundle_writer.unsupported_reason(snapshot.keys, arrays, snapshot.shape_and_slices)
         if reason is None:
             bundle_writer.write_bundle(prefix, snapshot.keys, arrays)
             return
-        logger.debug("Writing %s with SaveV2: %s.", prefix, reason)
+    logger.debug("Writing %s with SaveV2: %s.", prefix, reason)
     if tf.executing_eagerly():
         tf.raw_ops.SaveV2(
             prefix=prefix,
