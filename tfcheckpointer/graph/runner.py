@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,8 +22,17 @@ class GraphRunner:
     ```
     """
 
-    def __init__(self, graph_def: tf.compat.v1.GraphDef, signature: ModelSignature):
+    def __init__(
+        self,
+        graph_def: tf.compat.v1.GraphDef,
+        signature: ModelSignature,
+        *,
+        constants: Mapping[str, np.ndarray] | None = None,
+    ):
+        """`constants`: tensors fed with every run beside the inputs (a verified
+        file's large constants, which `verify.run_graph_file` feeds as placeholders)."""
         self.signature = signature
+        self._constants = dict(constants or {})
         graph = tf.Graph()
         with graph.as_default():
             tf.compat.v1.import_graph_def(graph_def, name="")
@@ -32,9 +41,8 @@ class GraphRunner:
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """The outputs, in signature order, for one array per input, in signature order."""
-        return self._session.run(
-            self._fetches, {i.tensor: x for i, x in zip(self.signature.inputs, inputs)}
-        )
+        feeds = {i.tensor: x for i, x in zip(self.signature.inputs, inputs)}
+        return self._session.run(self._fetches, {**self._constants, **feeds})
 
     def close(self) -> None:
         self._session.close()

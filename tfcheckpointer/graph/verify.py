@@ -87,12 +87,8 @@ def run_graph_file(
     problem = graph_def_problem(graph_def)
     if problem:
         raise FreezeError(f"{path} is not a GraphDef: {problem}")
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.compat.v1.import_graph_def(graph_def, name="")
-    with tf.compat.v1.Session(graph=graph) as session:
-        feeds: dict[str, np.ndarray] = {i.tensor: x for i, x in zip(signature.inputs, inputs)}
-        return session.run([o.tensor for o in signature.outputs], {**fed, **feeds})
+    with GraphRunner(graph_def, signature, constants=fed) as runner:
+        return runner.run(inputs)
 
 
 def _constant_value(node: tf.compat.v1.NodeDef, tensor: Any) -> np.ndarray:
