@@ -31,6 +31,7 @@ COMPETITORS = {
     "tf_manager_async": "tf.train.CheckpointManager, async checkpoint option",
     "tf1_saver": "bare tf.compat.v1.train.Saver",
     "ours_sync": "tfcheckpointer sync, full state",
+    "ours_sync_no_spare": "tfcheckpointer sync, full state, spare_data_file: false",
     "ours_async": "tfcheckpointer async, full state",
     "ours_weights_only": "tfcheckpointer sync, weights only",
 }
@@ -164,6 +165,7 @@ def _callback(name: str, directory: str, every: int) -> Any:
         "tf_manager_async": lambda: tf_savers.TrainCheckpointManager(directory, every, asynchronous=True),
         "tf1_saver": lambda: tf_savers.BareSaver(directory, every),
         "ours_sync": lambda: CheckpointCallback(**ours),
+        "ours_sync_no_spare": lambda: CheckpointCallback(**ours, spare_data_file=False),
         "ours_async": lambda: CheckpointCallback(**ours, async_save=True),
         "ours_weights_only": lambda: CheckpointCallback(**ours, include_optimizer=False),
     }

@@ -42,6 +42,7 @@ def test_quick_suite_writes_every_section_and_row(tmp_path):
         "tf.train.CheckpointManager, async checkpoint option",
         "bare tf.compat.v1.train.Saver",
         "tfcheckpointer sync, full state",
+        "tfcheckpointer sync, full state, spare_data_file: false",
         "tfcheckpointer async, full state",
         "tfcheckpointer sync, weights only",
     ]

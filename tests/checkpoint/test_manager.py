@@ -126,6 +126,32 @@ def test_max_to_keep_prunes_as_the_manager_saves(tmp_path, managers):
     assert tf.train.latest_checkpoint(str(tmp_path)) == f"{tmp_path}/model.ckpt-5"
 
 
+def spare_after_each_step(tmp_path, manager, steps) -> list[bool]:
+    variables = make_variables()
+    manager.start(variables, step=0)
+    spare = []
+    for step in range(1, steps + 1):
+        train_to(variables, step)
+        manager.on_step(step)
+        spare.append((tmp_path / "model.ckpt.tfcheckpointer-spare").exists())
+    return spare
+
+
+def test_the_spare_data_file_lives_between_saves_and_goes_at_the_end(tmp_path, managers):
+    manager = managers(tmp_path, every_n_steps=1, max_to_keep=2)
+    assert spare_after_each_step(tmp_path, manager, 4) == [False, False, True, True]
+    manager.on_end(4)
+    assert not (tmp_path / "model.ckpt.tfcheckpointer-spare").exists()
+    assert steps_on_disk(tmp_path) == [3, 4]
+
+
+@pytest.mark.parametrize("options", [{"spare_data_file": False}, {"max_total_bytes": 10**9}])
+def test_no_spare_data_file_when_turned_off_or_under_a_byte_cap(tmp_path, managers, options):
+    manager = managers(tmp_path, every_n_steps=1, max_to_keep=1, **options)
+    assert spare_after_each_step(tmp_path, manager, 3) == [False, False, False]
+    assert steps_on_disk(tmp_path) == [3]
+
+
 def test_may_save_says_whether_on_step_would_save(tmp_path, managers):
     manager = managers(tmp_path, every_n_steps=5)
     manager.start(make_variables(), step=0)
@@ -358,6 +384,20 @@ def test_restore_removes_a_crashed_saves_temporary_files_with_a_warning(tmp_path
     assert steps_on_disk(tmp_path) == [4]
     assert [r.getMessage() for r in caplog.records if r.name == "tfcheckpointer"] == [
         f"Removed {tmp_path}/model.ckpt-8.tfcheckpointer-tmp.index, left by an interrupted save."
+    ]
+
+
+def test_restore_removes_a_crashed_runs_spare_data_file_with_a_warning(tmp_path, managers, caplog):
+    save_steps(tmp_path, managers, 4)
+    (tmp_path / "model.ckpt.tfcheckpointer-spare").write_bytes(b"a deleted checkpoint's data")
+    manager = managers(tmp_path, every_n_steps=4)
+    with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
+        manager.start(make_variables(), step=0)
+        manager.restore()
+    assert not (tmp_path / "model.ckpt.tfcheckpointer-spare").exists()
+    assert steps_on_disk(tmp_path) == [4]
+    assert [r.getMessage() for r in caplog.records if r.name == "tfcheckpointer"] == [
+        f"Removed {tmp_path}/model.ckpt.tfcheckpointer-spare, left by an interrupted save."
     ]
 
 

@@ -157,6 +157,71 @@ def test_max_total_bytes_always_keeps_the_newest(tmp_path):
     assert tf.train.latest_checkpoint(str(tmp_path)) == f"{tmp_path}/model.ckpt-2"
 
 
+# --- The spare data file -------------------------------------------------------------------------
+
+SPARE = "model.ckpt.tfcheckpointer-spare"
+DATA = ".data-00000-of-00001"
+
+
+def test_a_deleted_checkpoints_data_file_waits_as_the_spare_until_the_next_save(tmp_path):
+    saver = saver_in(tmp_path, max_to_keep=1, spare=True)
+    saver.save(1, snapshot_of(variables(1, scale=1.0)))
+    first = (tmp_path / f"model.ckpt-1{DATA}").read_bytes()
+    saver.save(2, snapshot_of(variables(2, scale=2.0)))
+    second = (tmp_path / f"model.ckpt-2{DATA}").read_bytes()
+    assert sorted(os.listdir(tmp_path)) == [
+        "checkpoint", f"model.ckpt-2{DATA}", "model.ckpt-2.index", SPARE,
+    ]
+    assert (tmp_path / SPARE).read_bytes() == first
+    assert steps_on_disk(tmp_path) == [2]  # the spare is no checkpoint
+    assert list(tf.train.get_checkpoint_state(str(tmp_path)).all_model_checkpoint_paths) == [
+        f"{tmp_path}/model.ckpt-2"
+    ]
+    saver.save(3, snapshot_of(variables(3, scale=3.0)))
+    assert (tmp_path / SPARE).read_bytes() == second  # one spare: the last deleted
+    saver.release_spare()
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", f"model.ckpt-3{DATA}", "model.ckpt-3.index"]
+
+
+def test_the_spare_is_removed_before_the_next_checkpoint_is_written(tmp_path, monkeypatch):
+    """The point of the spare: its pages are freed just before the write takes new ones."""
+    from tfcheckpointer.checkpoint import saver as saver_module
+
+    seen = []
+    real = saver_module.write_checkpoint
+
+    def spy(prefix, snapshot, **options):
+        seen.append((prefix.rsplit("/", 1)[1], (tmp_path / SPARE).exists()))
+        return real(prefix, snapshot, **options)
+
+    monkeypatch.setattr(saver_module, "write_checkpoint", spy)
+    saver = saver_in(tmp_path, max_to_keep=1, spare=True)
+    for step in (1, 2, 3):
+        saver.save(step, good(step))
+    assert seen == [("model.ckpt-1", False), ("model.ckpt-2", False), ("model.ckpt-3", False)]
+    assert (tmp_path / SPARE).exists()
+
+
+def test_a_hard_link_to_a_deleted_data_file_keeps_its_bytes(tmp_path):
+    """An export hard-links its source checkpoint: the spare is only renamed and removed."""
+    saver = saver_in(tmp_path / "ckpt", max_to_keep=1, spare=True)
+    saver.save(1, good(1))
+    os.link(tmp_path / "ckpt" / f"model.ckpt-1{DATA}", tmp_path / "exported.data")
+    kept = (tmp_path / "exported.data").read_bytes()
+    for step in (2, 3, 4):
+        saver.save(step, snapshot_of(variables(step, scale=float(step))))
+    saver.release_spare()
+    assert (tmp_path / "exported.data").read_bytes() == kept
+
+
+def test_only_a_local_directory_keeps_a_spare(tmp_path):
+    assert saver_in(tmp_path, spare=True).spare
+    assert not saver_in(tmp_path).spare
+    assert not CheckpointSaver(
+        CheckpointDirectory("s3://bucket/run", "model.ckpt"), RetentionPolicy(max_to_keep=1), spare=True
+    ).spare
+
+
 # --- Byte-identical to a Saver -------------------------------------------------------------------
 
 

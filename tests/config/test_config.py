@@ -336,6 +336,7 @@ def test_missing_trigger_asks_for_one(tmp_path):
         ("checkpoint", "every_n_seconds", False, r"expected a number > 0, got false \(bool\)"),
         ("checkpoint", "include_optimizer", "yes please", r"got 'yes please' \(str\)"),
         ("checkpoint", "include_optimizer", 1, "expected a boolean, got 1"),
+        ("checkpoint", "spare_data_file", "no", r"expected a boolean, got 'no' \(str\)"),
         ("checkpoint", "directory", ["/c"], r"expected a non-empty path, got \['/c'\] \(list\)"),
         ("checkpoint", "restore", 3, "expected 'latest', 'none' or a checkpoint prefix path"),
         ("freeze", "verify", None, "expected a boolean, got null"),

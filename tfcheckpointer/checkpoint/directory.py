@@ -178,13 +178,35 @@ class CheckpointDirectory:
         )
         atomic_write(self.state_path, text_format.MessageToString(state).encode())
 
-    def delete(self, step: int) -> None:
-        """Remove every file of the checkpoint for `step`, index first."""
+    @property
+    def spare_path(self) -> str:
+        """Where `delete(..., spare=True)` keeps a data file (see `CheckpointSaver`)."""
+        return f"{self.directory}/{self._require_basename()}{naming.SPARE_SUFFIX}"
+
+    def delete(self, step: int, *, spare: bool = False) -> None:
+        """Remove every file of the checkpoint for `step`, index first.
+
+        With `spare`, a single data file is renamed to `spare_path` (replacing
+        an earlier spare) instead of removed: the checkpoint is gone all the
+        same, since it has no index. Its file is never written again, only
+        removed (`release_spare`), so a hard link to it elsewhere (an
+        export's copy) keeps its bytes.
+        """
         names = self.files_of(self.prefix(step))
         names.sort(key=lambda name: not name.endswith(naming.INDEX_SUFFIX))
+        data = [name for name in names if naming.DATA_INFIX in name]
         for name in names:
+            path = f"{self.directory}/{name}"
+            if spare and data == [name]:
+                self.files.rename(path, self.spare_path)
+                continue
             with contextlib.suppress(tf.errors.NotFoundError):
-                self.files.remove(f"{self.directory}/{name}")
+                self.files.remove(path)
+
+    def release_spare(self) -> None:
+        """Remove the spare data file, if there is one."""
+        with contextlib.suppress(tf.errors.NotFoundError):
+            self.files.remove(self.spare_path)
 
     def set_aside(self, prefix: str) -> str:
         """Rename an unreadable checkpoint out of the way; return its new prefix.
@@ -238,6 +260,7 @@ class CheckpointDirectory:
                 naming.STATE_FILENAME, naming.SCORES_FILENAME, *naming.GRAPH_DEF_FILENAMES.values()
             ]
         }
+        single.add(self._require_basename() + naming.SPARE_SUFFIX)
         listing = self._listdir()
         stale = [name for name in listing if ours.match(name) or name in single]
         stale += self._unindexed(listing)

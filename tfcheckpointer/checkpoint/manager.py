@@ -89,6 +89,8 @@ class CheckpointManager:
                 BestK(keep_best.k, keep_best.mode) if keep_best else None,
             ),
             monitor=keep_best.monitor if keep_best else None,
+            # A spare file beside `max_total_bytes` would overrun the cap.
+            spare=config.spare_data_file and config.max_total_bytes is None,
         )
         self.restorer = Restorer(
             self.directory, config.restore,
@@ -325,6 +327,8 @@ class CheckpointManager:
         try:
             self.wait()
         finally:
+            if self.writes:
+                self.saver.release_spare()
             self._signals.uninstall()
             self.restorer.copies.clear()
             if self._lock is not None:

@@ -471,6 +471,7 @@ _CHECKPOINT_FIELDS: dict[str, Check] = {
     "async_save": boolean,
     "on_error": choice("raise", "warn"),
     "max_total_bytes": or_null(integer(1)),
+    "spare_data_file": boolean,
     "save_on_signals": signal_names,
     "lock": boolean,
     "save_meta_graph": boolean,
