@@ -35,6 +35,7 @@ from tfcheckpointer.checkpoint.restore import Restored, Restorer, StartOver
 from tfcheckpointer.checkpoint.saver import CheckpointSaver
 from tfcheckpointer.checkpoint.scores import record_epoch
 from tfcheckpointer.checkpoint.signals import SignalCatcher
+from tfcheckpointer.checkpoint.staging import StagingBuffers
 from tfcheckpointer.checkpoint.storage import local_only_note
 from tfcheckpointer.checkpoint.tf_utils import op_error_text
 from tfcheckpointer.checkpoint.variables import EagerVariables, SessionVariables
@@ -104,6 +105,7 @@ class CheckpointManager:
         self.listeners = Listeners() if listeners is None else listeners
         self._variables: Any = None
         self._background = BackgroundWriter() if config.async_save else None
+        self._staging = StagingBuffers() if config.async_save else None
         self._lock = DirectoryLock(config.directory) if config.lock and is_local(config.directory) else None
         if not is_local(config.directory):
             logger.info(local_only_note(config.directory))
@@ -329,6 +331,8 @@ class CheckpointManager:
         finally:
             if self.writes:
                 self.saver.release_spare()
+            if self._staging is not None:
+                self._staging.clear()
             self._signals.uninstall()
             self.restorer.copies.clear()
             if self._lock is not None:
@@ -379,7 +383,9 @@ class CheckpointManager:
                 self._failed(error)
                 return None
         self.wait()
-        self._background.submit(lambda: self._publish(step, snapshot))
+        staged = self._staging.stage(snapshot)
+        del snapshot  # let go of the variables' buffers before training goes on
+        self._background.submit(lambda: self._publish(step, staged))
         return None
 
     def write_file(self, name: str, data: bytes) -> None:
