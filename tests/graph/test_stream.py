@@ -185,6 +185,19 @@ def test_progress_bar_and_rate_log_line(tmp_path, capsys, caplog, monkeypatch):
     )
 
 
+def test_piped_progress_is_a_few_lines_not_one_a_redraw(capsys, monkeypatch):
+    import time
+
+    monkeypatch.setattr(progress, "MIN_BYTES", 0)
+    update = progress.progress_bar(5 << 20)  # capsys's stdout is no terminal
+    for mb in range(1, 6):
+        time.sleep(0.06)  # past a terminal's redraw interval (0.05 s) each time
+        update(mb << 20)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert lines[0] == "Freezing: 5.0 MB"
+    assert len(lines) <= 3 and "5/5" in lines[-1]
+
+
 def test_optimize_materializes_the_graph_and_still_publishes(tmp_path):
     frozen = freeze_model(convnet(), _config(tmp_path, optimize=True))
     assert frozen.optimized is not None

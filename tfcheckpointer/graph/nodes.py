@@ -10,8 +10,9 @@ import tensorflow as tf
 
 from tfcheckpointer.errors import FreezeError
 
-PROTOBUF_LIMIT_BYTES = 2**31 - 1
-"""A serialized protocol buffer, hence a GraphDef, cannot reach 2 GiB."""
+PROTOBUF_LIMIT_BYTES = 2**31
+"""A serialized protocol buffer, hence a GraphDef, must stay under 2 GiB: at most
+2**31 - 1 bytes, the most protobuf serializes and parses (`INT_MAX`)."""
 
 # Stateful resources a GraphDef cannot carry as constants.
 UNFREEZABLE_OPS = re.compile(r"HashTable|LookupTable|InitializeTable|PyFunc")
