@@ -82,3 +82,14 @@ def test_an_unknown_section_is_refused_before_anything_runs():
     )
     assert result.returncode == 2
     assert "unknown section(s) speed; expected some of save, throughput, resume, freeze, inference" in result.stderr
+
+
+def test_the_page_reuse_script_prints_a_row_per_order(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "benchmarks/page_reuse.py", "--mb", "1", "--gap", "0", "--saves", "3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env={**_env(), "TMPDIR": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "order" not in line]
+    assert len(rows) == 4 and all(float(row.split("|")[3]) > 0 for row in rows)  # GB/s
+    assert list(tmp_path.iterdir()) == []  # every order cleans up after itself
