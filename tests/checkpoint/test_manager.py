@@ -372,32 +372,23 @@ def test_restore_from_a_missing_prefix_raises_naming_it(tmp_path, managers):
         manager.restore()
 
 
-def test_restore_removes_a_crashed_saves_temporary_files_with_a_warning(tmp_path, managers, caplog):
+@pytest.mark.parametrize(
+    "leftover",
+    ["model.ckpt-8.tfcheckpointer-tmp.index", "model.ckpt.tfcheckpointer-spare"],
+    ids=["temporary file", "spare data file"],
+)
+def test_restore_removes_a_crashed_runs_leftovers_with_a_warning(tmp_path, managers, caplog, leftover):
     save_steps(tmp_path, managers, 4)
-    (tmp_path / "model.ckpt-8.tfcheckpointer-tmp.index").write_bytes(b"half written")
+    (tmp_path / leftover).write_bytes(b"half written")
     manager = managers(tmp_path, every_n_steps=4)
     with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
         manager.start(make_variables(), step=0)
-        assert (tmp_path / "model.ckpt-8.tfcheckpointer-tmp.index").exists()
+        assert (tmp_path / leftover).exists()
         manager.restore()
-    assert not (tmp_path / "model.ckpt-8.tfcheckpointer-tmp.index").exists()
+    assert not (tmp_path / leftover).exists()
     assert steps_on_disk(tmp_path) == [4]
     assert [r.getMessage() for r in caplog.records if r.name == "tfcheckpointer"] == [
-        f"Removed {tmp_path}/model.ckpt-8.tfcheckpointer-tmp.index, left by an interrupted save."
-    ]
-
-
-def test_restore_removes_a_crashed_runs_spare_data_file_with_a_warning(tmp_path, managers, caplog):
-    save_steps(tmp_path, managers, 4)
-    (tmp_path / "model.ckpt.tfcheckpointer-spare").write_bytes(b"a deleted checkpoint's data")
-    manager = managers(tmp_path, every_n_steps=4)
-    with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
-        manager.start(make_variables(), step=0)
-        manager.restore()
-    assert not (tmp_path / "model.ckpt.tfcheckpointer-spare").exists()
-    assert steps_on_disk(tmp_path) == [4]
-    assert [r.getMessage() for r in caplog.records if r.name == "tfcheckpointer"] == [
-        f"Removed {tmp_path}/model.ckpt.tfcheckpointer-spare, left by an interrupted save."
+        f"Removed {tmp_path}/{leftover}, left by an interrupted save."
     ]
 
 
