@@ -199,6 +199,31 @@ def test_async_keeps_at_most_one_write_in_flight(tmp_path):
     assert steps_on_disk(tmp_path) == [1, 2, 3, 4, 5]
 
 
+EXIT_WITH_A_WRITE_IN_FLIGHT = """
+import sys
+import numpy as np, tensorflow as tf
+import tfcheckpointer
+from tfcheckpointer.checkpoint.manager import CheckpointManager
+from tfcheckpointer.config import CheckpointConfig
+manager = CheckpointManager(CheckpointConfig(directory=sys.argv[1], async_save=True, every_n_steps=1, save_on_signals=()))
+manager.start({"w": tf.Variable(np.arange(4096, dtype="float32")), "global_step": tf.Variable(1, tf.int64)}, step=1)
+manager.restore()
+manager.save(1)
+# The main thread ends here, with the write in flight (fit raised in the next step, say).
+"""
+
+
+def test_an_async_write_in_flight_when_the_main_thread_ends_is_finished(tmp_path):
+    """At interpreter exit no thread pool takes work: the write must finish all the same."""
+    result = subprocess.run(
+        [sys.executable, "-c", EXIT_WITH_A_WRITE_IN_FLIGHT, str(tmp_path)],
+        capture_output=True, text=True, timeout=120, env=ENV,
+    )
+    assert result.returncode == 0 and "write failed" not in result.stderr, result.stderr[-2000:]
+    reader = tf.train.load_checkpoint(str(tmp_path / "model.ckpt-1"))
+    np.testing.assert_array_equal(reader.get_tensor("w"), np.arange(4096, dtype="float32"))
+
+
 def test_async_background_error_is_raised_on_the_next_save(tmp_path):
     directory = tmp_path / "ckpt"
     model = mlp()
