@@ -145,6 +145,67 @@ def test_the_spare_data_file_lives_between_saves_and_goes_at_the_end(tmp_path, m
     assert steps_on_disk(tmp_path) == [3, 4]
 
 
+SPARE = "model.ckpt.tfcheckpointer-spare"
+
+
+def test_a_manager_that_kept_no_spare_leaves_anothers_alone(tmp_path, managers):
+    """A process locked out, refused or never started must not touch the owner's spare."""
+    save_steps(tmp_path, managers, 4)
+    (tmp_path / SPARE).write_bytes(b"the live run's spare")
+    managers(tmp_path, every_n_steps=4).close()  # never started
+    refused = managers(tmp_path, every_n_steps=4)
+    refused.start({"w": tf.Variable(np.zeros(4, "float32"))}, step=0)  # not the saved shape
+    with pytest.raises(RestoreMismatchError):
+        refused.restore()
+    assert (tmp_path / SPARE).read_bytes() == b"the live run's spare"
+
+
+def test_a_second_restore_in_the_same_run_keeps_the_live_spare(tmp_path, managers, caplog):
+    """A TF1 session hook restores again when MonitoredSession recreates its session."""
+    manager = managers(tmp_path, every_n_steps=1, max_to_keep=1)
+    variables = make_variables()
+    manager.start(variables, step=0)
+    manager.restore()
+    for step in (1, 2):
+        train_to(variables, step)
+        manager.on_step(step)
+    with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
+        manager.restore(current_step=2)
+    assert (tmp_path / SPARE).exists()
+    assert not [r for r in caplog.records if r.name == "tfcheckpointer"]
+
+
+def test_a_spare_that_cannot_be_removed_never_stops_a_save(tmp_path, managers, caplog):
+    (tmp_path / SPARE).mkdir()  # removing a file there fails; so does renaming onto it
+    manager = managers(tmp_path, every_n_steps=1, max_to_keep=1)
+    variables = make_variables()
+    manager.start(variables, step=0)
+    with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
+        for step in (1, 2, 3):
+            train_to(variables, step)
+            manager.on_step(step)
+        manager.on_end(3)
+    assert manager.last_published_step == 3 and steps_on_disk(tmp_path) == [3]
+    assert any(f"Cannot keep {tmp_path}/model.ckpt-1" in r.getMessage() for r in caplog.records)
+
+
+def test_async_saves_hold_one_host_copy_of_the_state_until_the_end(tmp_path, managers):
+    manager = managers(tmp_path, every_n_steps=1, max_to_keep=1, async_save=True)
+    variables = make_variables()
+    manager.start(variables, step=0)
+    for step in (1, 2):
+        train_to(variables, step)
+        manager.on_step(step)
+    # The snapshot was copied (not shared with the variables), so the step after it copies nothing.
+    assert manager._staging.nbytes == 3 * 4 + 8
+    manager.on_end(2)
+    assert manager._staging.nbytes == 0
+    np.testing.assert_array_equal(tf.train.load_checkpoint(str(tmp_path / "model.ckpt-2")).get_tensor("w"), [2.0] * 3)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != ".tfcheckpointer.lock") == [
+        "checkpoint", "model.ckpt-2.data-00000-of-00001", "model.ckpt-2.index",
+    ]
+
+
 @pytest.mark.parametrize("options", [{"spare_data_file": False}, {"max_total_bytes": 10**9}])
 def test_no_spare_data_file_when_turned_off_or_under_a_byte_cap(tmp_path, managers, options):
     manager = managers(tmp_path, every_n_steps=1, max_to_keep=1, **options)

@@ -183,25 +183,32 @@ class CheckpointDirectory:
         """Where `delete(..., spare=True)` keeps a data file (see `CheckpointSaver`)."""
         return f"{self.directory}/{self._require_basename()}{naming.SPARE_SUFFIX}"
 
-    def delete(self, step: int, *, spare: bool = False) -> None:
+    def delete(self, step: int, *, spare: bool = False) -> bool:
         """Remove every file of the checkpoint for `step`, index first.
 
         With `spare`, a single data file is renamed to `spare_path` (replacing
         an earlier spare) instead of removed: the checkpoint is gone all the
         same, since it has no index. Its file is never written again, only
         removed (`release_spare`), so a hard link to it elsewhere (an
-        export's copy) keeps its bytes.
+        export's copy) keeps its bytes. Returns whether a spare was kept (a
+        rename that fails is a removal).
         """
         names = self.files_of(self.prefix(step))
         names.sort(key=lambda name: not name.endswith(naming.INDEX_SUFFIX))
         data = [name for name in names if naming.DATA_INFIX in name]
+        kept = False
         for name in names:
             path = f"{self.directory}/{name}"
             if spare and data == [name]:
-                self.files.rename(path, self.spare_path)
-                continue
+                try:
+                    self.files.rename(path, self.spare_path)
+                    kept = True
+                    continue
+                except (tf.errors.OpError, OSError) as error:
+                    logger.warning("Cannot keep %s as %s: %s", path, self.spare_path, error)
             with contextlib.suppress(tf.errors.NotFoundError):
                 self.files.remove(path)
+        return kept
 
     def release_spare(self) -> None:
         """Remove the spare data file, if there is one."""
@@ -249,8 +256,11 @@ class CheckpointDirectory:
                 self.files.rename(f"{self.directory}/{name}", f"{target}/{name}")
         return target
 
-    def remove_stale_temp_files(self) -> list[str]:
-        """Delete what a crashed save left behind; never a finished checkpoint."""
+    def remove_stale_temp_files(self, *, keep_spare: bool = False) -> list[str]:
+        """Delete what a crashed save left behind; never a finished checkpoint.
+
+        `keep_spare`: the spare data file is the live one of this run's saver.
+        """
         ours = re.compile(
             re.escape(self._require_basename()) + r"-\d+" + re.escape(naming.TEMP_INFIX)
         )
@@ -260,7 +270,8 @@ class CheckpointDirectory:
                 naming.STATE_FILENAME, naming.SCORES_FILENAME, *naming.GRAPH_DEF_FILENAMES.values()
             ]
         }
-        single.add(self._require_basename() + naming.SPARE_SUFFIX)
+        if not keep_spare:
+            single.add(self._require_basename() + naming.SPARE_SUFFIX)
         listing = self._listdir()
         stale = [name for name in listing if ours.match(name) or name in single]
         stale += self._unindexed(listing)

@@ -90,8 +90,7 @@ class CheckpointManager:
                 BestK(keep_best.k, keep_best.mode) if keep_best else None,
             ),
             monitor=keep_best.monitor if keep_best else None,
-            # A spare file beside `max_total_bytes` would overrun the cap.
-            spare=config.spare_data_file and config.max_total_bytes is None,
+            spare=config.spare_data_file,
         )
         self.restorer = Restorer(
             self.directory, config.restore,
@@ -329,8 +328,7 @@ class CheckpointManager:
         try:
             self.wait()
         finally:
-            if self.writes:
-                self.saver.release_spare()
+            self.saver.release_spare()
             if self._staging is not None:
                 self._staging.clear()
             self._signals.uninstall()
@@ -502,6 +500,7 @@ class CheckpointManager:
     def _restore_files(
         self, current_step: int, optimizer_name: str | None, start_over: StartOver | None
     ) -> Restored | None:
+        self.wait()  # a write in flight (a restore again in the same run) is no leftover
         try:
             restored = self.restorer.restore(
                 self._variables, current_step=current_step, optimizer_name=optimizer_name,
@@ -510,7 +509,7 @@ class CheckpointManager:
         except BaseException:
             self.close(undo=True)
             raise
-        for name in self.directory.remove_stale_temp_files():
+        for name in self.directory.remove_stale_temp_files(keep_spare=self.saver.holds_spare):
             logger.warning("Removed %s/%s, left by an interrupted save.", self.directory.directory, name)
         if restored is None:
             return None

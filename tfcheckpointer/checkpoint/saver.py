@@ -43,7 +43,8 @@ class CheckpointSaver:
         monitor: The `keep_best` metric: retention sees each checkpoint's
             recorded score for it (`scores.json`); None reads no scores.
         spare: Keep the last deleted data file until the next save (above);
-            only a local directory does.
+            only a local directory does, and not under `max_total_bytes` (the
+            spare would overrun the cap).
     """
 
     def __init__(
@@ -59,15 +60,16 @@ class CheckpointSaver:
         self.retention = retention
         self.extra_files = dict(extra_files or {})
         self.monitor = monitor
-        self.spare = spare and is_local(directory.directory)
+        self.spare = spare and is_local(directory.directory) and retention.max_total_bytes is None
+        self.holds_spare = False
+        """Whether this saver's own retention left the spare file now on disk."""
 
     def save(self, step: int, snapshot: Snapshot) -> SavedCheckpoint:
         """Write, publish, point the state file at it, then prune."""
         prefix = self.directory.prefix(step)
         extra_bytes = sum(len(data) for data in self.extra_files.values())
+        self.release_spare()  # first: its pages are the ones this write should take
         try:
-            if self.spare:
-                self.directory.release_spare()
             self.directory.check_free_space(snapshot.nbytes + extra_bytes)
         except (tf.errors.OpError, OSError) as error:
             raise CheckpointError(f"Cannot write checkpoint {prefix}: {op_error_text(error)}") from error
@@ -82,8 +84,9 @@ class CheckpointSaver:
             self.directory.write_state(
                 [c for c in on_disk if c.step not in doomed_steps], latest=step
             )
-            for i, checkpoint in enumerate(doomed):
-                self.directory.delete(checkpoint.step, spare=self.spare and i == 0)
+            for checkpoint in doomed:
+                spare = self.spare and not self.holds_spare
+                self.holds_spare |= self.directory.delete(checkpoint.step, spare=spare)
             size = next(c.bytes for c in on_disk if c.step == step)
         except (tf.errors.OpError, OSError) as error:
             raise CheckpointError(
@@ -92,9 +95,12 @@ class CheckpointSaver:
         return SavedCheckpoint(step, prefix, size, seconds)
 
     def release_spare(self) -> None:
-        """Remove the spare data file (at the end of training); a failure is only logged."""
-        if not self.spare:
+        """Remove the spare data file this saver kept, if any; a failure is only logged
+        (the spare is a speed-up: it never stops a save). A spare that another run left
+        is not this saver's: the next run's clean-up removes it."""
+        if not self.holds_spare:
             return
+        self.holds_spare = False
         try:
             self.directory.release_spare()
         except (tf.errors.OpError, OSError) as error:
