@@ -40,4 +40,5 @@ def progress_bar(total_bytes: int) -> Progress:
 
 
 def _interactive() -> bool:
-    return hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
+    # As Keras's Progbar decides it: a terminal, or a notebook (whose stdout is no tty).
+    return (hasattr(sys.stdout, "isatty") and sys.stdout.isatty()) or "ipykernel" in sys.modules
