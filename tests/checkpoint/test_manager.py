@@ -126,6 +126,10 @@ def test_max_to_keep_prunes_as_the_manager_saves(tmp_path, managers):
     assert tf.train.latest_checkpoint(str(tmp_path)) == f"{tmp_path}/model.ckpt-5"
 
 
+SPARE = "model.ckpt.tfcheckpointer-spare"
+"""Where retention keeps the last deleted data file until the next save."""
+
+
 def spare_after_each_step(tmp_path, manager, steps) -> list[bool]:
     variables = make_variables()
     manager.start(variables, step=0)
@@ -133,7 +137,7 @@ def spare_after_each_step(tmp_path, manager, steps) -> list[bool]:
     for step in range(1, steps + 1):
         train_to(variables, step)
         manager.on_step(step)
-        spare.append((tmp_path / "model.ckpt.tfcheckpointer-spare").exists())
+        spare.append((tmp_path / SPARE).exists())
     return spare
 
 
@@ -141,11 +145,8 @@ def test_the_spare_data_file_lives_between_saves_and_goes_at_the_end(tmp_path, m
     manager = managers(tmp_path, every_n_steps=1, max_to_keep=2)
     assert spare_after_each_step(tmp_path, manager, 4) == [False, False, True, True]
     manager.on_end(4)
-    assert not (tmp_path / "model.ckpt.tfcheckpointer-spare").exists()
+    assert not (tmp_path / SPARE).exists()
     assert steps_on_disk(tmp_path) == [3, 4]
-
-
-SPARE = "model.ckpt.tfcheckpointer-spare"
 
 
 def test_a_manager_that_kept_no_spare_leaves_anothers_alone(tmp_path, managers):
@@ -435,7 +436,7 @@ def test_restore_from_a_missing_prefix_raises_naming_it(tmp_path, managers):
 
 @pytest.mark.parametrize(
     "leftover",
-    ["model.ckpt-8.tfcheckpointer-tmp.index", "model.ckpt.tfcheckpointer-spare"],
+    ["model.ckpt-8.tfcheckpointer-tmp.index", SPARE],
     ids=["temporary file", "spare data file"],
 )
 def test_restore_removes_a_crashed_runs_leftovers_with_a_warning(tmp_path, managers, caplog, leftover):
