@@ -3,7 +3,7 @@
     python benchmarks/page_reuse.py [--mb 214] [--gap 3.5] [--saves 6]
 
 Writes `--mb` of bytes as a new file every `--gap` seconds, the way a saver
-with `max_to_keep: 1` does, in four orders, and prints the median seconds
+with `max_to_keep: 1` does, in five orders, and prints the median seconds
 per write (the first write of each, into memory never used, left out):
 
 - *new file, then delete the old*: a new checkpoint, then retention
@@ -12,6 +12,9 @@ per write (the first write of each, into memory never used, left out):
   the old checkpoint stays until the new one is published;
 - *rewrite one file in place*: truncate and write the same path (h5py's
   `w` mode, so Keras's `.weights.h5`);
+- *take the old file over*: rename the old file to the new name and
+  overwrite it without truncating (the spare data file, where nothing else
+  has it open): no page is freed or allocated;
 - *new file, then delete, short gap*: the first order at a 0.3 s gap.
 
 On a VM whose balloon driver reports freed memory to the host (Linux
@@ -41,7 +44,9 @@ def _writes(directory: str, data: np.ndarray, order: str, gap: float, saves: int
         path = f"{directory}/c" if order == "in place" else f"{directory}/c{i}"
         if order == "delete first" and i:
             os.remove(f"{directory}/c{i - 1}")
-        with open(path, "wb") as f:
+        if order == "take over" and i:
+            os.rename(f"{directory}/c{i - 1}", path)
+        with open(path, "r+b" if order == "take over" and i else "wb") as f:
             f.write(data.data)
         if order.startswith("delete after") and i:
             os.remove(f"{directory}/c{i - 1}")
@@ -60,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         ("new file, then delete the old", "delete after", args.gap),
         ("delete the old, then new file", "delete first", args.gap),
         ("rewrite one file in place", "in place", args.gap),
+        ("take the old file over (rename, overwrite)", "take over", args.gap),
         (f"new file, then delete the old, {0.3} s apart", "delete after, short", 0.3),
     ]
     print(f"| order ({args.mb} MB, {args.gap} s apart) | median s per write | GB/s |")

@@ -142,21 +142,25 @@ def _window_seconds(batch_ends: list[float], every: int) -> list[float]:
 
     A save's window is its own step and the next `every // 2` - 1 (where an
     async write, its copy-on-write and its contention land); its cost is the
-    window's time less as many typical steps, the median of the steps outside
-    every window. A spike from another process on a shared machine then
-    spoils one window, not the whole fit's time. The last save, whose window
-    the end of training cuts short, is left out (train end is timed apart).
+    window's time less as many typical steps: the median step of the stretches
+    just before and just after the window, outside every window. A typical
+    step taken nearby, not over the whole fit, keeps a fit whose speed shifts
+    midway (this VM's fits run at one of two speeds, and can switch) from
+    charging the shift to the saves; a spike from another process spoils one
+    window, not the whole fit. The last save, whose window the end of
+    training cuts short, is left out (train end is timed apart).
     """
     steps = [b - a for a, b in zip(batch_ends, batch_ends[1:])]  # steps[i] ends batch i + 1
     width = max(1, every // 2)
-    windows = [
-        range(start, start + width)
-        for start in range(every - 2, len(steps), every)  # batch `every - 1` saves first
-        if start + width <= len(steps)
-    ]
-    inside = {i for window in windows for i in window}
-    typical = common.median(t for i, t in enumerate(steps) if i not in inside)
-    return [sum(steps[i] - typical for i in window) for window in windows]
+    # Batch `every - 1` saves first; its step is steps[every - 2].
+    starts = [s for s in range(every - 2, len(steps), every) if s + width <= len(steps)]
+    inside = {i for s in starts for i in range(s, s + width)}
+    costs = []
+    for s in starts:
+        nearby = range(max(0, s - every + width), min(len(steps), s + every))
+        typical = common.median(steps[i] for i in nearby if i not in inside)
+        costs.append(sum(steps[i] - typical for i in range(s, s + width)))
+    return costs
 
 
 def _callback(name: str, directory: str, every: int) -> Any:

@@ -91,5 +91,32 @@ def test_the_page_reuse_script_prints_a_row_per_order(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "order" not in line]
-    assert len(rows) == 4 and all(float(row.split("|")[3]) > 0 for row in rows)  # GB/s
+    assert len(rows) == 5 and all(float(row.split("|")[3]) > 0 for row in rows)  # GB/s
     assert list(tmp_path.iterdir()) == []  # every order cleans up after itself
+
+
+def _benchmark_module(name: str):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_a_save_is_charged_its_own_cost_when_the_fit_changes_speed_midway():
+    """This VM's fits run at one of two speeds and can switch mid-fit: steps of 0.05 s,
+    then 0.08 s. Each save adds 0.3 s to its step; each is charged that, not the shift."""
+    save = _benchmark_module("save")
+    every, steps = 50, 400
+    step = [0.05 if i < 185 else 0.08 for i in range(steps)]  # between two saves' windows
+    for saved in range(every - 1, steps, every):  # batch `saved` (0-based) ends with a save
+        step[saved] += 0.3
+    ends = [0.0]
+    for seconds in step:
+        ends.append(ends[-1] + seconds)
+    costs = save._window_seconds(ends[1:], every)
+    assert len(costs) == 7
+    assert all(abs(cost - 0.3) < 1e-9 for cost in costs), costs
