@@ -49,6 +49,14 @@ def test_a_tensor_larger_than_savev2s_8mb_buffer_is_byte_identical(tmp_path):
     _assert_identical(*_save_both(tmp_path, ["small", "big"], [np.ones(3, np.float32), big]))
 
 
+def test_tensors_shared_between_the_two_writer_threads_are_byte_identical(tmp_path):
+    """Uneven sizes, several 4 MB chunks each: every byte lands at its own offset."""
+    rng = np.random.default_rng(1)
+    arrays = [rng.random(n).astype(np.float32) for n in (2_500_000, 7, 1_300_001, 3_100_000, 0, 900_000)]
+    keys = [f"layer{i}/kernel" for i in range(len(arrays))]
+    _assert_identical(*_save_both(tmp_path, keys, arrays))
+
+
 def test_an_index_of_several_blocks_is_byte_identical(tmp_path):
     # 3000 100-byte keys sharing little overflow one 256 KiB index data block.
     keys = [f"{i:05d}" + "x" * 95 for i in range(3000)][::-1]

@@ -5,14 +5,19 @@ Unit tests with plain `tf.Variable`s and real files in `tmp_path`; no training.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tests.helpers import steps_on_disk
+from tfcheckpointer.checkpoint import bundle_writer, spare
 from tfcheckpointer.checkpoint.bundle import Snapshot, checkpoint_shapes, read_step, write_checkpoint
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory
 from tfcheckpointer.checkpoint.policy import RetentionPolicy
@@ -183,27 +188,78 @@ def test_a_deleted_checkpoints_data_file_waits_as_the_spare_until_the_next_save(
     assert sorted(os.listdir(tmp_path)) == ["checkpoint", f"model.ckpt-3{DATA}", "model.ckpt-3.index"]
 
 
-def test_the_spare_is_removed_before_the_next_checkpoint_is_written(tmp_path, monkeypatch):
-    """The point of the spare: its pages are freed just before the write takes new ones."""
-    from tfcheckpointer.checkpoint import saver as saver_module
-
-    seen = []
-    real = saver_module.write_checkpoint
-
-    def spy(prefix, snapshot, **options):
-        seen.append((prefix.rsplit("/", 1)[1], (tmp_path / SPARE).exists()))
-        return real(prefix, snapshot, **options)
-
-    monkeypatch.setattr(saver_module, "write_checkpoint", spy)
+def test_the_next_save_overwrites_the_spare_in_place(tmp_path):
+    """The point of the spare: the write lands in pages (and blocks) already in place."""
     saver = saver_in(tmp_path, max_to_keep=1, spare=True)
-    for step in (1, 2, 3):
-        saver.save(step, good(step))
-    assert seen == [("model.ckpt-1", False), ("model.ckpt-2", False), ("model.ckpt-3", False)]
-    assert (tmp_path / SPARE).exists()
+    saver.save(1, good(1))
+    saver.save(2, snapshot_of(variables(2, scale=2.0)))
+    spare_inode = (tmp_path / SPARE).stat().st_ino
+    second_inode = (tmp_path / f"model.ckpt-2{DATA}").stat().st_ino
+    values = variables(3, scale=3.0)
+    saver.save(3, snapshot_of(values))
+    assert (tmp_path / f"model.ckpt-3{DATA}").stat().st_ino == spare_inode
+    assert (tmp_path / SPARE).stat().st_ino == second_inode
+    # The same bytes as a new file's, read back through TensorFlow's own reader.
+    write_checkpoint(str(tmp_path / "fresh" / "model.ckpt-3"), snapshot_of(values))
+    assert (tmp_path / f"model.ckpt-3{DATA}").read_bytes() == (tmp_path / "fresh" / f"model.ckpt-3{DATA}").read_bytes()
+    reader = tf.train.load_checkpoint(str(tmp_path / "model.ckpt-3"))
+    for key, variable in values.items():
+        np.testing.assert_array_equal(reader.get_tensor(key), variable.numpy())
+
+
+def test_a_longer_spare_is_cut_to_the_new_length(tmp_path):
+    (tmp_path / "spare").write_bytes(b"\xff" * 10_000)
+    keys, arrays = ["a", "b"], [np.arange(5, dtype="float32"), np.arange(3, dtype="int64")]
+    claim = spare.claim(str(tmp_path / "spare"))
+    bundle_writer.write_bundle(str(tmp_path / "reused"), keys, arrays, reuse=claim)
+    bundle_writer.write_bundle(str(tmp_path / "fresh"), keys, arrays)
+    assert not (tmp_path / "spare").exists()
+    assert (tmp_path / f"reused{DATA}").read_bytes() == (tmp_path / f"fresh{DATA}").read_bytes()
+    assert (tmp_path / f"reused{DATA}").stat().st_size == 5 * 4 + 3 * 8
+
+
+READER = """
+import json, sys
+import tensorflow as tf
+reader = tf.train.load_checkpoint(sys.argv[1])
+reader.get_tensor("counts")  # opens the data file, which the reader keeps open
+print("open", flush=True)
+sys.stdin.readline()
+print(json.dumps({k: reader.get_tensor(k).tolist() for k in ("dense/kernel", "dense/bias", "global_step")}))
+"""
+
+
+def test_a_reader_still_holding_a_deleted_checkpoint_keeps_its_bytes(tmp_path):
+    """An evaluator in another process restoring checkpoint 1 while training deletes it:
+    its open data file is not overwritten (TensorFlow's reader checks each tensor's CRC)."""
+    saver = saver_in(tmp_path, max_to_keep=1, spare=True)
+    saver.save(1, good(1))
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(tmp_path / "model.ckpt-1")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    try:
+        assert reader.stdout.readline() == "open\n", reader.stderr.read()
+        first_inode = (tmp_path / f"model.ckpt-1{DATA}").stat().st_ino
+        for step in (2, 3):
+            saver.save(step, snapshot_of(variables(step, scale=float(step))))
+        # Step 3 was handed step 1's file as the spare: it wrote a new one instead.
+        assert (tmp_path / f"model.ckpt-3{DATA}").stat().st_ino != first_inode
+        saver.save(4, snapshot_of(variables(4, scale=4.0)))  # takes over step 2's, unread
+        out, err = reader.communicate("go\n", timeout=60)
+    finally:
+        reader.kill()
+    assert reader.returncode == 0, err
+    assert json.loads(out) == {
+        "dense/kernel": [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], "dense/bias": [1.0] * 3, "global_step": 1,
+    }
+    assert steps_on_disk(tmp_path) == [4]
+    np.testing.assert_array_equal(tf.train.load_checkpoint(str(tmp_path / "model.ckpt-4")).get_tensor("dense/bias"), [4.0] * 3)
 
 
 def test_a_hard_link_to_a_deleted_data_file_keeps_its_bytes(tmp_path):
-    """An export hard-links its source checkpoint: the spare is only renamed and removed."""
+    """An export hard-links its source checkpoint: a spare with a second name is never overwritten."""
     saver = saver_in(tmp_path / "ckpt", max_to_keep=1, spare=True)
     saver.save(1, good(1))
     os.link(tmp_path / "ckpt" / f"model.ckpt-1{DATA}", tmp_path / "exported.data")
@@ -212,6 +268,35 @@ def test_a_hard_link_to_a_deleted_data_file_keeps_its_bytes(tmp_path):
         saver.save(step, snapshot_of(variables(step, scale=float(step))))
     saver.release_spare()
     assert (tmp_path / "exported.data").read_bytes() == kept
+
+
+def test_a_spare_that_cannot_be_opened_is_not_claimed_and_never_raises(tmp_path, caplog):
+    (tmp_path / "spare").mkdir()  # opening it for writing fails; so does removing it as a file
+    with caplog.at_level(logging.WARNING, logger="tfcheckpointer"):
+        assert spare.claim(str(tmp_path / "spare")) is None
+    assert "Cannot remove" in caplog.text
+    assert spare.claim(str(tmp_path / "absent")) is None
+
+
+def test_a_spare_on_a_filesystem_other_readers_may_share_is_not_claimed(tmp_path, monkeypatch):
+    """On NFS or FUSE a reader on another host is invisible here: no overwriting there."""
+    assert spare.filesystem_type(str(tmp_path)) in spare.LOCAL_FILESYSTEMS
+    assert spare.filesystem_type("/proc/self") == "proc"
+    (tmp_path / "spare").write_bytes(b"old")
+    monkeypatch.setattr(spare, "LOCAL_FILESYSTEMS", frozenset())  # as if tmp_path were a network mount
+    assert spare.claim(str(tmp_path / "spare")) is None
+    assert not (tmp_path / "spare").exists()
+
+
+def test_a_claimed_spare_left_by_a_failed_save_is_removed(tmp_path):
+    saver = saver_in(tmp_path, max_to_keep=1, spare=True)
+    saver.save(1, good(1))
+    saver.save(2, good(2))
+    assert (tmp_path / SPARE).exists()
+    with pytest.raises(CheckpointError):
+        saver.save(3, broken(3))  # SaveV2 refuses it: the claimed spare goes all the same
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint", f"model.ckpt-2{DATA}", "model.ckpt-2.index"]
+    assert not saver.holds_spare
 
 
 def test_only_a_local_directory_keeps_a_spare(tmp_path):

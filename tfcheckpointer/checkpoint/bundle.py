@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
@@ -24,6 +24,9 @@ from tfcheckpointer.checkpoint.files import publish
 from tfcheckpointer.checkpoint.storage import files_for, local_copy
 from tfcheckpointer.checkpoint.tf_utils import op_error_text
 from tfcheckpointer.errors import CheckpointError, RestoreMismatchError, first_line
+
+if TYPE_CHECKING:
+    from tfcheckpointer.checkpoint.spare import Claim
 
 logger = logging.getLogger("tfcheckpointer")
 
@@ -66,17 +69,24 @@ class SavedCheckpoint:
 _GRAPH_WRITERS: dict[tuple, tuple[tf.compat.v1.Session, Any, list[Any], Any]] = {}
 
 
-def save_bundle(prefix: str, snapshot: Snapshot) -> None:
-    """Write `snapshot` as a V2 bundle at `prefix`, the bytes a Saver's `SaveV2` op writes."""
+def save_bundle(prefix: str, snapshot: Snapshot, *, spare: Claim | None = None) -> None:
+    """Write `snapshot` as a V2 bundle at `prefix`, the bytes a Saver's `SaveV2` op writes.
+
+    `spare`: a deleted checkpoint's data file claimed for this write (see
+    `CheckpointSaver`): overwritten as the new data file, or removed first
+    where `SaveV2` writes.
+    """
     reason = "TensorFlow's file system writes URLs" if "://" in prefix else None
     if reason is None:
         # np.asarray shares an eager tensor's buffer: no copy on the way to the file.
         arrays = [np.asarray(t) for t in snapshot.tensors]
         reason = bundle_writer.unsupported_reason(snapshot.keys, arrays, snapshot.shape_and_slices)
         if reason is None:
-            bundle_writer.write_bundle(prefix, snapshot.keys, arrays)
+            bundle_writer.write_bundle(prefix, snapshot.keys, arrays, reuse=spare)
             return
     logger.debug("Writing %s with SaveV2: %s.", prefix, reason)
+    if spare is not None:
+        spare.discard()
     if tf.executing_eagerly():
         tf.raw_ops.SaveV2(
             prefix=prefix,
@@ -105,18 +115,23 @@ def save_bundle(prefix: str, snapshot: Snapshot) -> None:
 
 
 def write_checkpoint(
-    prefix: str, snapshot: Snapshot, *, extra_files: Mapping[str, bytes] | None = None
+    prefix: str,
+    snapshot: Snapshot,
+    *,
+    extra_files: Mapping[str, bytes] | None = None,
+    spare: Claim | None = None,
 ) -> float:
     """Write and publish `snapshot` at `prefix`; return the seconds it took.
 
     `extra_files` maps suffixes (e.g. `.meta`) to contents written beside the
-    bundle and published with it. On any failure nothing is left under a
-    temporary name and nothing that was there before is touched.
+    bundle and published with it. `spare` is overwritten or removed (`save_bundle`).
+    On any failure nothing is left under a temporary name and nothing that
+    was there before is touched.
     """
     start = time.perf_counter()
 
     def write(temp: str) -> None:
-        save_bundle(temp, snapshot)
+        save_bundle(temp, snapshot, spare=spare)
         for suffix, data in (extra_files or {}).items():
             with tf.io.gfile.GFile(temp + suffix, "wb") as f:
                 f.write(data)

@@ -19,6 +19,7 @@ The layout, as `BundleWriter` writes it with default options:
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ import numpy as np
 from tensorflow.core.framework import versions_pb2
 from tensorflow.core.protobuf import tensor_bundle_pb2
 
-from tfcheckpointer.checkpoint import naming
+from tfcheckpointer.checkpoint import naming, parallel, spare
 
 DATA_SUFFIX = ".data-00000-of-00001"
 _BLOCK_SIZE = 262144  # tsl::table::Options::block_size
@@ -65,22 +66,26 @@ def unsupported_reason(keys: Sequence[str], arrays: Sequence[Any], slices: Seque
     return None
 
 
-def write_bundle(prefix: str, keys: Sequence[str], arrays: Sequence[np.ndarray]) -> None:
+def write_bundle(
+    prefix: str, keys: Sequence[str], arrays: Sequence[np.ndarray], *, reuse: spare.Claim | None = None
+) -> None:
     """Write `arrays` under `keys` as the bundle `prefix` on a local disk.
 
     Callers check `unsupported_reason` first. Each array's bytes go from its
     own buffer to the file (numpy views, no copy for a contiguous array).
+    `reuse`: a claimed spare data file, renamed to the data file and overwritten.
     """
     raws = [np.ascontiguousarray(array).reshape(-1).view(np.uint8) for array in arrays]
-    checksums = _Checksums(raws)
+    path = prefix + DATA_SUFFIX
+    if reuse is not None:
+        fd = reuse.move_to(path)
+    else:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
-        with open(prefix + DATA_SUFFIX, "wb") as data:
-            for raw in raws:
-                data.write(raw.data)
-    except BaseException:
-        checksums.stop()
-        raise
-    crcs = checksums.result()
+        crcs = _write_data(fd, raws)
+        os.ftruncate(fd, sum(raw.size for raw in raws))  # a reused file may have been longer
+    finally:
+        os.close(fd)
     entries: dict[bytes, bytes] = {}
     offset = 0
     for key, array, raw, crc in zip(keys, arrays, raws, crcs):
@@ -100,58 +105,42 @@ def write_bundle(prefix: str, keys: Sequence[str], arrays: Sequence[np.ndarray])
         index.write(_table(table))
 
 
-_CRC_CHUNK = 4 << 20
-"""google-crc32c holds the GIL over a numpy buffer: 4 MB (~0.5 ms) at a time, other threads
-(training, under `async`) wait no longer than that."""
+_CHUNK = 4 << 20
+"""Bytes written, then checksummed, at a time. google-crc32c holds the GIL over a numpy
+buffer: 4 MB (~0.5 ms) at a time, other threads (training, under `async`) wait no longer."""
 
 
-class _Checksums:
-    """The CRC32C of each buffer, computed in a thread of its own while the caller writes.
+def _write_data(fd: int, raws: Sequence[np.ndarray]) -> list[int]:
+    """Write `raws` back to back from offset 0 of `fd`; return the CRC32C of each.
 
-    `write()` releases the GIL, so on a free core the checksums (~8 GB/s) hide
-    behind the write. Where no thread can start (an async write that outlives
-    the main thread, at interpreter exit), they are computed in `result()`.
+    Two threads share the arrays, whole arrays each (`parallel.share_out`:
+    a CRC32C cannot be split between threads with google-crc32c, which
+    cannot combine two). Each writes a chunk with `pwrite`, which lets go of
+    the GIL, then checksums it while it is still in cache, so that one
+    writes while the other checksums. 214 MB on the README's 2-core VM, into
+    a new file: ~0.06 s, against ~0.08 s for one thread writing beside one
+    checksumming (which waits for the GIL after each of its writes).
     """
+    offsets = [0]
+    for raw in raws:
+        offsets.append(offsets[-1] + raw.size)
+    crcs = [0] * len(raws)
 
-    def __init__(self, raws: Sequence[np.ndarray]):
-        self._raws = raws
-        self._crcs: list[int] = []
-        self._error: BaseException | None = None
-        self._stop = False
-        self._thread: threading.Thread | None = threading.Thread(
-            target=self._run, name="tfcheckpointer-crc", daemon=True
-        )
-        try:
-            self._thread.start()
-        except RuntimeError:  # "can't create new thread at interpreter shutdown"
-            self._thread = None
+    def write(i: int, stop: threading.Event) -> None:
+        raw, crc = raws[i], 0
+        for start in range(0, raw.size, _CHUNK):
+            if stop.is_set():  # the other thread failed
+                return
+            chunk = raw[start : start + _CHUNK]
+            view, position = memoryview(chunk), offsets[i] + start
+            while view:  # pwrite may write less than asked
+                written = os.pwrite(fd, view, position)
+                view, position = view[written:], position + written
+            crc = google_crc32c.extend(crc, chunk)
+        crcs[i] = crc
 
-    def _run(self) -> None:
-        try:
-            for raw in self._raws:
-                crc = 0
-                for start in range(0, raw.size, _CRC_CHUNK):
-                    if self._stop:
-                        return
-                    crc = google_crc32c.extend(crc, raw[start : start + _CRC_CHUNK])
-                self._crcs.append(crc)
-        except BaseException as error:  # handed to the caller by result()
-            self._error = error
-
-    def result(self) -> list[int]:
-        if self._thread is None:
-            self._run()
-        else:
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._crcs
-
-    def stop(self) -> None:
-        """The write failed: end the thread soon, without checksumming the rest."""
-        self._stop = True
-        if self._thread is not None:
-            self._thread.join()
+    parallel.share_out([raw.size for raw in raws], write)
+    return crcs
 
 
 def _table(items: list[tuple[bytes, bytes]]) -> bytes:

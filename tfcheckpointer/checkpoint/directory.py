@@ -188,10 +188,10 @@ class CheckpointDirectory:
 
         With `spare`, a single data file is renamed to `spare_path` (replacing
         an earlier spare) instead of removed: the checkpoint is gone all the
-        same, since it has no index. Its file is never written again, only
-        removed (`release_spare`), so a hard link to it elsewhere (an
-        export's copy) keeps its bytes. Returns whether a spare was kept (a
-        rename that fails is a removal).
+        same, since it has no index. The next save overwrites it only where
+        no other name or open file shares it (`spare.take_over`), else
+        removes it, as `release_spare` does. Returns whether a spare was
+        kept (a rename that fails is a removal).
         """
         names = self.files_of(self.prefix(step))
         names.sort(key=lambda name: not name.endswith(naming.INDEX_SUFFIX))

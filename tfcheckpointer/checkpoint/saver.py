@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import tensorflow as tf
 
-from tfcheckpointer.checkpoint import naming
+from tfcheckpointer.checkpoint import naming, spare
 from tfcheckpointer.checkpoint.bundle import SavedCheckpoint, Snapshot, write_checkpoint
 from tfcheckpointer.checkpoint.directory import CheckpointDirectory, is_local
 from tfcheckpointer.checkpoint.policy import CheckpointInfo, RetentionPolicy
@@ -23,15 +23,16 @@ class CheckpointSaver:
     """Writes `<basename>-<step>` checkpoints into one directory and keeps what retention says.
 
     With `spare`, the data file of a checkpoint that retention deletes is kept
-    (`CheckpointDirectory.spare_path`) until the next save, which removes it
-    just before it writes: the new file's pages are then the ones the kernel
-    has just freed. Written into memory freed seconds earlier instead, a save
-    can cost several times more on a virtual machine that hands freed memory
-    back to its host (virtio-balloon free page reporting, after ~2 s): every
-    page must be faulted in from the host again. Measured in a `fit` on such
-    a 2-core VM (README, Performance): 214 MB took ~0.6 s a save without
-    the spare and ~0.1 s with it. On a machine without such reporting it
-    changes little. It costs the disk space of one data file while training;
+    (`CheckpointDirectory.spare_path`) until the next save, which takes it
+    over as its own data file and overwrites it in place, where nothing else
+    can see it (`spare.claim`; else it removes it just before it writes):
+    the write lands in memory already in place. Written into memory freed
+    seconds earlier instead, a save can cost
+    several times more on a virtual machine that hands freed memory back to
+    its host (virtio-balloon free page reporting, after ~2 s): every page
+    must be faulted in from the host again. Measured in a `fit` on such a
+    2-core VM (README, Performance), 214 MB a save: see the README's table.
+    It costs the disk space of one data file while training;
     `release_spare` (at the end) removes it.
 
     Args:
@@ -68,14 +69,18 @@ class CheckpointSaver:
         """Write, publish, point the state file at it, then prune."""
         prefix = self.directory.prefix(step)
         extra_bytes = sum(len(data) for data in self.extra_files.values())
-        self.release_spare()  # first: its pages are the ones this write should take
+        reuse = self._claim_spare()
         try:
-            self.directory.check_free_space(snapshot.nbytes + extra_bytes)
+            # A claimed spare is overwritten: it needs no new space.
+            self.directory.check_free_space(snapshot.nbytes + extra_bytes - (reuse.size if reuse else 0))
+            self._unpublish(step)
+            scores = self._scores_without(step)
+            seconds = write_checkpoint(prefix, snapshot, extra_files=self.extra_files, spare=reuse)
         except (tf.errors.OpError, OSError) as error:
             raise CheckpointError(f"Cannot write checkpoint {prefix}: {op_error_text(error)}") from error
-        self._unpublish(step)
-        scores = self._scores_without(step)
-        seconds = write_checkpoint(prefix, snapshot, extra_files=self.extra_files)
+        finally:
+            if reuse is not None:
+                reuse.discard()  # a failed save's: the write took it otherwise
         try:
             on_disk = self._scored(self.directory.list_checkpoints(), scores)
             # The checkpoint just written stays, even beside higher steps of an earlier run.
@@ -85,14 +90,21 @@ class CheckpointSaver:
                 [c for c in on_disk if c.step not in doomed_steps], latest=step
             )
             for checkpoint in doomed:
-                spare = self.spare and not self.holds_spare
-                self.holds_spare |= self.directory.delete(checkpoint.step, spare=spare)
+                keep = self.spare and not self.holds_spare
+                self.holds_spare |= self.directory.delete(checkpoint.step, spare=keep)
             size = next(c.bytes for c in on_disk if c.step == step)
         except (tf.errors.OpError, OSError) as error:
             raise CheckpointError(
                 f"Wrote {prefix} but could not update {self.directory.directory}: {error}"
             ) from error
         return SavedCheckpoint(step, prefix, size, seconds)
+
+    def _claim_spare(self) -> spare.Claim | None:
+        """The spare this saver kept, claimed for this save to overwrite (`spare.claim`), or None."""
+        if not self.holds_spare:
+            return None
+        self.holds_spare = False
+        return spare.claim(self.directory.spare_path)
 
     def release_spare(self) -> None:
         """Remove the spare data file this saver kept, if any; a failure is only logged
@@ -144,3 +156,4 @@ class CheckpointSaver:
             self.directory.delete(step)
         except (tf.errors.OpError, OSError) as error:
             raise CheckpointError(f"Cannot replace {prefix}: {error}") from error
+

@@ -58,7 +58,7 @@ class CheckpointConfig:
     on_error: str = "raise"
     max_total_bytes: int | None = None
     spare_data_file: bool = True
-    """Keep the last deleted checkpoint's data file until the next save (see `CheckpointSaver`)."""
+    """Keep the last deleted checkpoint's data file for the next save to overwrite (see `CheckpointSaver`)."""
     save_on_signals: tuple[str, ...] = ("SIGTERM", "SIGINT")
     lock: bool = True
     save_meta_graph: bool = True

@@ -116,9 +116,10 @@ class ConfiguredAdapter:
             max_total_bytes: Delete the oldest checkpoints beyond this total size.
             spare_data_file: Keep the data file of the checkpoint retention
                 deleted last (as `<basename>.tfcheckpointer-spare`) until the
-                next save, which removes it just before writing, so that its
-                write reuses the memory just freed: several times cheaper on a
-                VM that returns freed memory to its host (README,
+                next save, which overwrites it in place where nothing else can
+                see it (else removes it just before writing), so that the
+                write lands in memory already in place: several times cheaper
+                on a VM that returns freed memory to its host (README,
                 Performance). Costs one data file of disk while training;
                 removed at the end. Off under `max_total_bytes`.
             save_on_signals: Save at the end of the step on these signals, then
