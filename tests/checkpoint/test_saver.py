@@ -288,6 +288,27 @@ def test_a_spare_on_a_filesystem_other_readers_may_share_is_not_claimed(tmp_path
     assert not (tmp_path / "spare").exists()
 
 
+def test_a_spare_that_is_a_symbolic_link_is_never_written_through(tmp_path):
+    """A data file symlinked to another disk: its target is someone else's file."""
+    (tmp_path / "elsewhere").write_bytes(b"precious")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "spare")
+    assert spare.claim(str(tmp_path / "spare")) is None
+    assert not os.path.lexists(tmp_path / "spare")
+    assert (tmp_path / "elsewhere").read_bytes() == b"precious"
+
+
+def test_a_spare_replaced_after_its_claim_is_not_published(tmp_path):
+    """Our bytes must go to the file that is published, not to an orphaned one."""
+    (tmp_path / "spare").write_bytes(b"old")
+    claim = spare.claim(str(tmp_path / "spare"))
+    (tmp_path / "other").write_bytes(b"someone else's")
+    os.replace(tmp_path / "other", tmp_path / "spare")
+    with pytest.raises(OSError, match="not the spare data file claimed for it"):
+        claim.move_to(str(tmp_path / "data"))
+    claim.discard()
+    assert not (tmp_path / "data").exists() or (tmp_path / "data").read_bytes() == b"someone else's"
+
+
 def test_a_claimed_spare_left_by_a_failed_save_is_removed(tmp_path):
     saver = saver_in(tmp_path, max_to_keep=1, spare=True)
     saver.save(1, good(1))

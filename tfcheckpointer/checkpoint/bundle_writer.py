@@ -77,15 +77,17 @@ def write_bundle(
     """
     raws = [np.ascontiguousarray(array).reshape(-1).view(np.uint8) for array in arrays]
     path = prefix + DATA_SUFFIX
-    if reuse is not None:
-        fd = reuse.move_to(path)
-    else:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    fd = None
     try:
+        if reuse is not None:
+            fd = reuse.move_to(path)
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         crcs = _write_data(fd, raws)
         os.ftruncate(fd, sum(raw.size for raw in raws))  # a reused file may have been longer
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
     entries: dict[bytes, bytes] = {}
     offset = 0
     for key, array, raw, crc in zip(keys, arrays, raws, crcs):

@@ -189,7 +189,7 @@ class CheckpointDirectory:
         With `spare`, a single data file is renamed to `spare_path` (replacing
         an earlier spare) instead of removed: the checkpoint is gone all the
         same, since it has no index. The next save overwrites it only where
-        no other name or open file shares it (`spare.take_over`), else
+        no other name or open file shares it (`spare.claim`), else
         removes it, as `release_spare` does. Returns whether a spare was
         kept (a rename that fails is a removal).
         """

@@ -69,8 +69,9 @@ class CheckpointSaver:
         """Write, publish, point the state file at it, then prune."""
         prefix = self.directory.prefix(step)
         extra_bytes = sum(len(data) for data in self.extra_files.values())
-        reuse = self._claim_spare()
+        reuse = None
         try:
+            reuse = self._claim_spare()
             # A claimed spare is overwritten: it needs no new space.
             self.directory.check_free_space(snapshot.nbytes + extra_bytes - (reuse.size if reuse else 0))
             self._unpublish(step)

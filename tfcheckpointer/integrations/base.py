@@ -111,6 +111,8 @@ class ConfiguredAdapter:
                 the steps it saves, with a warning).
             save_at_train_end: Save the final step unless it is saved already.
             async_save: Write in a background thread (the YAML key `async`).
+                It pays only where training leaves cores idle (a GPU box); on a
+                CPU-only machine a sync save costs less (README, Performance).
             on_error: `raise` stops training on a failed save; `warn` logs it
                 and trains on.
             max_total_bytes: Delete the oldest checkpoints beyond this total size.
