@@ -27,13 +27,11 @@ class CheckpointSaver:
     over as its own data file and overwrites it in place, where nothing else
     can see it (`spare.claim`; else it removes it just before it writes):
     the write lands in memory already in place. Written into memory freed
-    seconds earlier instead, a save can cost
-    several times more on a virtual machine that hands freed memory back to
-    its host (virtio-balloon free page reporting, after ~2 s): every page
-    must be faulted in from the host again. Measured in a `fit` on such a
-    2-core VM (README, Performance), 214 MB a save: see the README's table.
-    It costs the disk space of one data file while training;
-    `release_spare` (at the end) removes it.
+    seconds earlier instead, a save can cost several times more on a virtual
+    machine that hands freed memory back to its host (virtio-balloon free
+    page reporting, after ~2 s): every page must be faulted in from the host
+    again (README, Performance, has the figures). It costs the disk space of
+    one data file while training; `release_spare` (at the end) removes it.
 
     Args:
         directory: Where the checkpoints go.
@@ -157,4 +155,3 @@ class CheckpointSaver:
             self.directory.delete(step)
         except (tf.errors.OpError, OSError) as error:
             raise CheckpointError(f"Cannot replace {prefix}: {error}") from error
-
